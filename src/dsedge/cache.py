@@ -1,0 +1,74 @@
+"""A stage cache, so that a rerun after an interruption reuses what was finished.
+
+Entries live under $DSEDGE_CACHE_DIR (default ~/.cache/dsedge), one folder per stage and key;
+the key hashes everything the stage's output depends on (checkpoint sha256, settings, dsedge
+version). An entry is written in a temporary folder and renamed into place, so a killed run
+never leaves a half entry that a later run would trust.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    env = os.environ.get("DSEDGE_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsedge"
+
+
+def cache_key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class StageCache:
+    def __init__(self, enabled: bool = True, root: Path | None = None):
+        self.enabled = enabled
+        self.root = root or cache_root()
+        self.reused: list[str] = []
+
+    def _dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def get(self, stage: str, key: str) -> Path | None:
+        """The entry's folder if a finished one exists."""
+        if not self.enabled:
+            return None
+        d = self._dir(stage, key)
+        return d if (d / "meta.json").is_file() else None
+
+    def put(self, stage: str, key: str, files: list[Path], meta: dict) -> None:
+        """Store files (hard-linked where the filesystem allows, else copied) and meta."""
+        if not self.enabled:
+            return
+        final = self._dir(stage, key)
+        tmp = final.parent / f".{key}.tmp-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in files:
+                _link_or_copy(f, tmp / f.name)
+            (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # a cache that cannot be written is only slower
+
+    def restore(self, entry: Path, dest: Path, stage: str) -> dict:
+        """Link the entry's files into dest; return its meta."""
+        for f in entry.iterdir():
+            if f.name != "meta.json":
+                _link_or_copy(f, dest / f.name)
+        self.reused.append(stage)
+        return json.loads((entry / "meta.json").read_text())
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

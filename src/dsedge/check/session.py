@@ -1,0 +1,59 @@
+"""onnxruntime (CPU) sessions over an exported decoder: full-sequence logits, cached decoding,
+greedy generation. The only place that creates onnxruntime sessions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# onnxruntime fuses DequantizeLinear(int4, blocked) + MatMul into MatMulNBits. Its default
+# accuracy level (4) quantizes the activations to int8 on CPU, which would be measured as
+# quantization error of the artifact. Level 1 keeps activations in fp32: the accuracy figures
+# are those of the weights alone, as TensorRT runs them. Recorded in every report.
+ACCURACY_LEVEL = 1
+
+
+class OnnxDecoder:
+    def __init__(self, path: Path, accuracy_level: int = ACCURACY_LEVEL, threads: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        self.path, self.accuracy_level = Path(path), accuracy_level
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.cache_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        self.dtype = np.float16 if self.cache_inputs[0].type == "tensor(float16)" else np.float32
+        _, self.n_kv, _, self.head_dim = self.cache_inputs[0].shape
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def empty_cache(self, batch: int) -> list[np.ndarray]:
+        return [np.zeros((batch, self.n_kv, 0, self.head_dim), self.dtype) for _ in self.cache_inputs]
+
+    def run(self, ids: np.ndarray, past: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """ids (B, T) int64, past caches (B, n_kv, P, hd) -> logits (B, T, V) fp32, present caches."""
+        b, t = ids.shape
+        past = self.empty_cache(b) if past is None else past
+        p = past[0].shape[2]
+        feed = {"input_ids": ids.astype(np.int64),
+                "attention_mask": np.ones((b, p + t), np.int64),
+                "position_ids": np.tile(np.arange(p, p + t, dtype=np.int64), (b, 1))}
+        feed.update({i.name: c for i, c in zip(self.cache_inputs, past)})
+        logits, *present = self.session.run(self.output_names, feed)
+        return logits.astype(np.float32), present
+
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        return self.run(ids)[0]
+
+    def generate(self, ids: np.ndarray, n: int) -> np.ndarray:
+        """Greedy decoding of n tokens through the KV cache: (B, T) -> (B, n)."""
+        logits, cache = self.run(ids)
+        out = []
+        nxt = logits[:, -1].argmax(-1)[:, None]                      # (B, 1)
+        for _ in range(n):
+            out.append(nxt)
+            logits, cache = self.run(nxt, cache)
+            nxt = logits[:, -1].argmax(-1)[:, None]
+        return np.concatenate(out, axis=1)

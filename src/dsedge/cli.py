@@ -1,0 +1,186 @@
+"""The `dsedge` command: parses options, calls dsedge.api, renders with rich. No logic of its own."""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Quantize, export and check DeepSeek checkpoints for TensorRT edge targets.")
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+    _state["debug"] = debug
+
+
+def _run(fn):
+    """Call fn; turn dsedge errors, Ctrl-C and SIGTERM into one clear line and an exit code."""
+    from .errors import BuildInterrupted, DsedgeError
+
+    def on_term(signum, frame):
+        err = BuildInterrupted("interrupted by SIGTERM; no artifact was written")
+        err.exit_code = 128 + signum
+        raise err
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        console.print("[red]error:[/red] interrupted; no artifact was written")
+        raise typer.Exit(130)
+    except DsedgeError as e:
+        if _state["debug"]:
+            console.print_exception()
+        console.print(f"[red]error:[/red] {e.problem}", highlight=False, soft_wrap=True)
+        if e.fix:
+            console.print(f"  [bold]fix:[/bold] {e.fix}", highlight=False, soft_wrap=True)
+        raise typer.Exit(e.exit_code)
+
+
+def _progress(enabled: bool):
+    """A rich progress bar per pipeline stage, as a `stage` hook for dsedge.api.build."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .api import STAGES
+
+    if not enabled:
+        return contextlib.nullcontext(None)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description:<9}"), BarColumn(), TimeElapsedColumn(),
+                        console=console, transient=False)
+    tasks = {}
+
+    @contextlib.contextmanager
+    def stage(name):
+        tasks[name] = progress.add_task(name, total=1)
+        yield
+        progress.update(tasks[name], completed=1)
+
+    class _Ctx:
+        def __enter__(self):
+            progress.start()
+            return stage
+
+        def __exit__(self, *exc):
+            progress.stop()
+
+    return _Ctx()
+
+
+@app.command()
+def build(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the bundled reference checkpoint)."),
+    target: str = typer.Option("orin", "--target", "-t", help="Target name or alias (see `dsedge targets`)."),
+    method: Optional[str] = typer.Option(None, "--method", help="fp16 | int8 | rtn (default: from --bits)."),
+    bits: Optional[int] = typer.Option(None, "--bits", help="4 (RTN INT4), 8 (INT8 weight-only) or 16 (FP16)."),
+    group_size: Optional[int] = typer.Option(None, "--group-size", help="Input channels per scale (default 128 for 4-bit; -1 = per channel)."),
+    asym: bool = typer.Option(False, "--asym", help="Asymmetric weights (zero points; TensorRT needs symmetric)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
+    eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
+    dtype: str = typer.Option("float16", "--dtype", help="Activation dtype of the graph: float16 (TensorRT) or float32."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load pytorch_model.bin files (pickle can run code)."),
+    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir", help="Extra folder of target YAML files."),
+    no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore finished stages of earlier identical builds."),
+    check: str = typer.Option("auto", "--check", help="auto | full | truncated: PyTorch checks on the whole model or its first layers."),
+    force: bool = typer.Option(False, "--force", help="Build even if the planner predicts this host lacks the memory."),
+    max_memory: Optional[float] = typer.Option(None, "--max-memory", help="Plan for at most this many GiB (default: what the host has available)."),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json instead of the table."),
+):
+    """Load, quantize, export to ONNX, validate and check; write an artifact folder."""
+    def go():
+        from . import api
+        from .quantize import config_from_options
+
+        quant = config_from_options(method, bits, group_size, False if asym else None)
+        with _progress(not as_json) as stage:
+            res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file, dtype=dtype,
+                            allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
+                            latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
+                            max_memory_gb=max_memory,
+                            stage=stage)
+        if res.report.get("reused_stages"):
+            console.print(f"reused from cache: {', '.join(res.report['reused_stages'])} (--no-cache to redo)",
+                          highlight=False)
+        if as_json:
+            out.print_json(json.dumps(res.report))
+            return
+        from .report import summary_rows
+
+        table = Table(title="dsedge build", show_header=True)
+        table.add_column("metric", style="bold")
+        table.add_column("value")
+        for k, v in summary_rows(res.report):
+            table.add_row(k, v)
+        out.print(table)
+        out.print(f"artifact: {res.path}", highlight=False)
+
+    _run(go)
+
+
+targets_app = typer.Typer(help="List targets (targets/*.yaml) or show one.", invoke_without_command=True)
+app.add_typer(targets_app, name="targets")
+
+
+@targets_app.command("show")
+def targets_show(name: str = typer.Argument(..., help="Target name or alias, e.g. orin."),
+                 targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
+                 as_json: bool = typer.Option(False, "--json")):
+    """Print one target's facts and budgets."""
+    def go():
+        import yaml
+
+        from .targets import find_target
+
+        t = find_target(name, targets_dir)
+        if as_json:
+            out.print_json(json.dumps(t.to_dict()))
+        else:
+            out.print(f"# {t.source_file}\n" + yaml.safe_dump(t.to_dict(), sort_keys=False), highlight=False)
+
+    _run(go)
+
+
+@targets_app.callback()
+def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
+                 as_json: bool = typer.Option(False, "--json")):
+    """List the targets."""
+    if ctx.invoked_subcommand:
+        return
+
+    def go():
+        from .targets import list_targets
+
+        ts = list_targets(targets_dir)
+        if as_json:
+            out.print_json(json.dumps({k: v.to_dict() for k, v in ts.items()}))
+            return
+        table = Table(title="targets")
+        for col in ("name", "aliases", "GPU", "memory", "bandwidth", "TensorRT"):
+            table.add_column(col)
+        for t in ts.values():
+            table.add_row(t.name, ", ".join(t.aliases), f"sm {t.gpu.compute_capability}",
+                          f"{t.memory.usable_gb:g}/{t.memory.total_gb:g} GB", f"{t.memory.bandwidth_gbs:g} GB/s",
+                          t.tensorrt.version)
+        out.print(table)
+
+    _run(go)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Export: trace without weights, optimize the structure, fill weights lazily (float or
+INT4/INT8 + DequantizeLinear), stream them into the file, check it."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .contract import TOLERANCE, DecoderContract
+from .trace import PARAM_PREFIX, trace_decoder
+from .weights import buffers_of, fill_weights
+
+OPSET = 21                      # DequantizeLinear block_size and INT4 need opset 21
+EXTERNAL_DATA_OVER = 1 << 31    # protobuf's 2 GB limit
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    dtype: str
+    opset: int
+    external_data: bool
+    ops: dict[str, int] = field(default_factory=dict)
+    initializers: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _optimize_structure(model) -> list:
+    """Run onnxscript's optimizer with the parameters detached as graph inputs; return them,
+    detached (no data, not yet initializers) for `fill_weights`.
+
+    The constant folder reads every constant input of every node (onnxscript 0.7,
+    _constant_folding.process_node) before it looks at sizes, which would read and quantize
+    every weight once more; as inputs the weights are opaque to it and never touched. Only the
+    small computed buffers (rotary inv_freq) are real constants here.
+    """
+    import onnxscript
+
+    graph = model.graph
+    params = [v for v in graph.initializers.values() if v.const_value is None]
+    for v in params:
+        graph.initializers.pop(v.name)
+        graph.inputs.append(v)
+    onnxscript.optimizer.optimize(model)
+    for v in params:
+        graph.inputs.remove(v)
+    return params
+
+
+def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
+                path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET) -> ExportResult:
+    """Write `path` (+ `path.data` over 2 GB), one tensor in memory at a time; check it."""
+    import onnx
+    import onnx_ir as ir
+
+    t0 = time.perf_counter()
+    model, _ = trace_decoder(config, dtype, opset)
+    buffers = buffers_of(config)
+    for name, v in model.graph.initializers.items():  # the trace's meta tensors carry no data
+        key = name.removeprefix(PARAM_PREFIX)
+        v.const_value = None if key not in buffers else ir.Tensor(
+            buffers[key].to(torch.float16 if v.dtype == ir.DataType.FLOAT16 else torch.float32).numpy(), name=name)
+    params = _optimize_structure(model)
+    counts = fill_weights(model, params, tensor, qweights, qspec)
+    model.producer_name = "dsedge"
+    size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
+    external = size >= EXTERNAL_DATA_OVER
+    path = Path(path)
+    ir.save(model, path, external_data=path.name + ".data" if external else None)
+    onnx.checker.check_model(str(path), full_check=False)
+    ops = Counter(node.op_type for node in model.graph)
+    return ExportResult(path, str(dtype).removeprefix("torch."), opset, external, dict(sorted(ops.items())),
+                        counts, time.perf_counter() - t0)
+
+
+__all__ = ["export_onnx", "ExportResult", "DecoderContract", "TOLERANCE", "OPSET"]

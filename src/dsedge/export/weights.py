@@ -1,0 +1,165 @@
+"""Fill a traced (data-less) decoder graph with weights, lazily.
+
+Float parameters become initializers in the graph's activation dtype. Each quantized linear's
+`Transpose(weight) -> MatMul` becomes the weight-only form TensorRT 10 consumes:
+
+    codes (K, N) INT4|INT8 ──┐
+    scale (K/g, N) fp16 ─────┼─ DequantizeLinear(axis=0, block_size=g) ─> MatMul(x, ·)
+    [zero (K/g, N) INT4|INT8]┘
+Per-channel weights use axis=1 with scale (N,). An act-order permutation becomes a Gather of
+the activation's last axis in front of the MatMul.
+
+Every initializer is an `ir.LazyTensor`: its data is read (memory-mapped), cast or quantized
+only when the file is written, one tensor at a time. That is what keeps a 14B export within
+a few GB of memory.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Callable
+
+import ml_dtypes  # noqa: F401  (registers int4 with numpy for onnx_ir)
+import onnx_ir as ir
+import torch
+
+from ..errors import ExportError
+from ..quantize.primitives import pack_int4
+from ..quantize.qweight import QuantizedWeight
+from .trace import PARAM_PREFIX
+
+_TORCH_DTYPE = {ir.DataType.FLOAT16: torch.float16, ir.DataType.FLOAT: torch.float32}
+
+
+def _float_tensor(t: torch.Tensor, dtype: torch.dtype, name: str) -> ir.Tensor:
+    return ir.Tensor(t.detach().to(dtype).contiguous().numpy(), name=name)
+
+
+def _code_tensor(codes: torch.Tensor, bits: int, name: str) -> ir.TensorProtocol:
+    """(K, N) int8 codes -> INT4 (packed two per byte, ONNX nibble order) or INT8 tensor."""
+    if bits == 4:
+        return ir.PackedTensor(pack_int4(codes.contiguous()).numpy(), ir.DataType.INT4,
+                               shape=ir.Shape(codes.shape), name=name)
+    return ir.Tensor(codes.contiguous().numpy(), name=name)
+
+
+def _lazy_initializer(graph: ir.Graph, name: str, dtype: ir.DataType, shape, make: Callable[[], ir.TensorProtocol]):
+    tensor = ir.LazyTensor(make, dtype=dtype, shape=ir.Shape(shape), name=name)
+    v = ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype), const_value=tensor)
+    graph.register_initializer(v)
+    return v
+
+
+class _OneWeight:
+    """Computes a QuantizedWeight on first use and keeps only the latest one: the codes, scale
+    and zero point of a linear are written one after another."""
+
+    def __init__(self, qweights: Mapping[str, QuantizedWeight]):
+        self.qweights, self.key, self.value = qweights, None, None
+
+    def __call__(self, module: str) -> QuantizedWeight:
+        if self.key != module:
+            self.key, self.value = module, self.qweights[module]
+        return self.value
+
+
+def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict, get: _OneWeight,
+                     act: ir.DataType) -> None:
+    name = weight.name
+    users = [u.node for u in weight.uses()]
+    if len(users) != 1 or users[0].op_type != "Transpose":
+        raise ExportError(f"{name} is not used as Transpose -> MatMul in the traced graph",
+                          "this architecture's linear layers export differently: report it with the model name")
+    transpose = users[0]
+    n, k = weight.shape
+    bits, group = spec["bits"], spec["group_size"]
+    code_dtype = {4: ir.DataType.INT4, 8: ir.DataType.INT8}.get(bits)
+    if code_dtype is None:
+        raise ExportError(f"{bits}-bit weights have no ONNX form here", "use --bits 4 or 8")
+    per_channel = group == -1
+    qshape = (n,) if per_channel else (k // group, n)
+
+    def scale():   # (K/g, N) or (N,)
+        s = get(module).scale
+        return _float_tensor(s.reshape(n) if per_channel else s.T, _TORCH_DTYPE[act], f"{name}_scale")
+
+    def zero():
+        z = get(module).zero_point
+        return _code_tensor(z.reshape(n) if per_channel else z.T, bits, f"{name}_zero_point")
+
+    inputs = [_lazy_initializer(graph, f"{name}_quantized", code_dtype, (k, n),
+                                lambda: _code_tensor(get(module).codes.T, bits, f"{name}_quantized")),
+              _lazy_initializer(graph, f"{name}_scale", act, qshape, scale)]
+    if not spec["symmetric"]:
+        inputs.append(_lazy_initializer(graph, f"{name}_zero_point", code_dtype, qshape, zero))
+    attrs = {"axis": 1} if per_channel else {"axis": 0, "block_size": group}
+    dq = ir.node("DequantizeLinear", inputs=inputs, attributes=attrs, outputs=[ir.Value(name=f"{name}_dequantized")])
+    graph.insert_before(transpose, dq)
+    if spec.get("perm") is not None:  # x[..., perm] @ W[perm]: gather the activation's input channels
+        perm = _lazy_initializer(graph, f"{name}_perm", ir.DataType.INT64, (k,),
+                                 lambda: ir.Tensor(get(module).perm.to(torch.int64).numpy(), name=f"{name}_perm"))
+        for use in list(transpose.outputs[0].uses()):
+            matmul = use.node
+            gather = ir.node("Gather", inputs=[matmul.inputs[0], perm], attributes={"axis": -1})
+            graph.insert_before(matmul, gather)
+            matmul.replace_input_with(0, gather.outputs[0])
+    transpose.outputs[0].replace_all_uses_with(dq.outputs[0])
+    graph.remove(transpose, safe=True)
+
+
+def fill_weights(model: ir.Model, params: list[ir.Value], tensor: Callable[[str], torch.Tensor],
+                 qweights: Mapping[str, QuantizedWeight], qspec: Callable[[str], dict]) -> dict[str, int]:
+    """Give every parameter of a traced graph its (lazy) data and make it an initializer.
+
+    params: the graph's parameter values, detached (no data, not registered).
+    tensor(key): the float tensor of a state-dict key (read from the checkpoint on demand).
+    qweights: module name ("model.layers.0.mlp.up_proj") -> QuantizedWeight, computed on access.
+    qspec(module): {"bits", "group_size", "symmetric", "perm"} known without quantizing (the
+    graph's shapes and types are decided before any data is produced).
+    Returns counts: {"quantized": n, "float": m}.
+    """
+    graph = model.graph
+    get = _OneWeight(qweights)
+    counts = {"quantized": 0, "float": 0}
+    act = _act_dtype(graph)
+    for value in params:
+        name = value.name
+        key = name.removeprefix(PARAM_PREFIX)
+        module = key.rsplit(".", 1)[0]
+        if key.endswith(".weight") and module in qweights:
+            _replace_with_dq(graph, value, module, qspec(module), get, act)
+            counts["quantized"] += 1
+            continue
+        dtype = _TORCH_DTYPE.get(value.dtype, torch.float32)
+
+        def make(key=key, name=name, dtype=dtype, want=tuple(value.shape)):
+            t = tensor(key)
+            if tuple(t.shape) != want:
+                raise ExportError(f"{key} has shape {list(t.shape)}, the traced graph expects {list(want)}")
+            return _float_tensor(t, dtype, name)
+        value.const_value = ir.LazyTensor(make, dtype=value.dtype, shape=value.shape, name=name)
+        graph.register_initializer(value)
+        counts["float"] += 1
+    return counts
+
+
+def _act_dtype(graph: ir.Graph) -> ir.DataType:
+    """The graph's activation dtype: that of its first cache input (fp16 or fp32)."""
+    for v in graph.inputs:
+        if v.name.startswith("past_key_values."):
+            return v.dtype
+    return ir.DataType.FLOAT
+
+
+def buffers_of(config) -> dict[str, torch.Tensor]:
+    """Non-persistent buffers the checkpoint does not store (rotary inv_freq), computed on CPU
+    by the module that owns them, without building the whole model."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(config)
+    out = {}
+    for name, _ in meta.named_buffers():
+        owner, attr = name.rsplit(".", 1)
+        cpu = type(meta.get_submodule(owner))(config=config)
+        out[name] = dict(cpu.named_buffers())[attr]
+    return out

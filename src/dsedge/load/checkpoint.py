@@ -1,0 +1,264 @@
+"""Open a Hugging Face checkpoint folder (or hub id) and check it before any work is done.
+
+Everything here reads headers only: config.json, the safetensors headers (memory-mapped), the
+tokenizer files. Weights are read tensor by tensor (`Checkpoint.tensor`) or, for checks that
+need a PyTorch forward, as a whole model (`Checkpoint.load_model`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from ..errors import CheckpointError, UsageError
+from .archs import ArchSpec, arch_spec
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model", "vocab.json", "merges.txt")
+CONFIG_FILES = ("config.json", "generation_config.json")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class TensorInfo:
+    file: Path
+    dtype: str            # safetensors dtype name: "BF16", "F16", "F32", "I32", ...
+    shape: tuple[int, ...]
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    raw_config: dict
+    spec: ArchSpec
+    weight_files: list[Path]
+    allow_pickle: bool = False
+    _hash: str | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def architecture(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def config(self):
+        from transformers import AutoConfig
+        return AutoConfig.from_pretrained(self.path)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.raw_config["num_hidden_layers"])
+
+    @cached_property
+    def index(self) -> dict[str, TensorInfo]:
+        """Tensor name -> file, dtype and shape, from the safetensors headers only."""
+        out: dict[str, TensorInfo] = {}
+        for f in self.weight_files:
+            if f.suffix != ".safetensors":
+                continue
+            for name, (dtype, shape) in _read_safetensors_header(f).items():
+                out[name] = TensorInfo(f, dtype, shape)
+        return out
+
+    def tensor(self, name: str):
+        """One tensor, memory-mapped from its file (no other tensor is read)."""
+        from safetensors import safe_open
+
+        info = self.index[name]
+        with safe_open(info.file, framework="pt") as f:
+            return f.get_tensor(name)
+
+    def sha256(self) -> str:
+        """Hash of config.json and every weight file (names and bytes), computed once."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            for f in [self.path / "config.json", *self.weight_files]:
+                h.update(f.name.encode())
+                h.update(bytes.fromhex(file_sha256(f)))
+            self._hash = h.hexdigest()
+        return self._hash
+
+    def tokenizer(self):
+        """The tokenizer, from tokenizer.json when there is one (transformers 5's AutoTokenizer may
+        pick a class by model_type that rebuilds its own pipeline and ignores tokenizer.json)."""
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+        if not any((self.path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+            raise CheckpointError(f"{self.path} has no tokenizer (tokenizer.json / tokenizer.model)",
+                                  "copy the tokenizer files of the original model into the folder")
+        if (self.path / "tokenizer.json").exists():
+            return PreTrainedTokenizerFast.from_pretrained(self.path)
+        return AutoTokenizer.from_pretrained(self.path)
+
+    def truncated_config(self, layers: int):
+        """config with only the first `layers` decoder layers (same weights for those)."""
+        import copy
+
+        cfg = copy.deepcopy(self.config)
+        cfg.num_hidden_layers = layers
+        if getattr(cfg, "layer_types", None):
+            cfg.layer_types = cfg.layer_types[:layers]
+        return cfg
+
+    def load_model(self, dtype=None, layers: int | None = None):
+        """The model in PyTorch (eval mode), weights from safetensors unless pickle is allowed.
+        layers: load only the first `layers` decoder layers (plus embeddings, norm and head)."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        kwargs = {}
+        if layers is not None and layers < self.n_layers:
+            kwargs["config"] = self.truncated_config(layers)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.path, dtype=dtype or torch.float32, use_safetensors=not self.allow_pickle, **kwargs)
+        return model.eval()
+
+    def validate(self) -> None:
+        """Check the safetensors headers against config.json: every tensor present, right shapes."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if not self.index:
+            return  # pickle-only checkpoint with allow_pickle: checked when loaded
+        with torch.device("meta"):
+            meta = AutoModelForCausalLM.from_config(self.config)
+        expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        tied = getattr(self.config, "tie_word_embeddings", False)
+        for name, shape in expected.items():
+            info = self.index.get(name)
+            if info is None:
+                if tied and name.endswith("lm_head.weight"):
+                    continue
+                raise CheckpointError(f"tensor {name} is missing from {self.path}",
+                                      "the checkpoint is incomplete: download it again")
+            if info.shape != shape:
+                raise CheckpointError(
+                    f"tensor {name} in {info.file.name} has shape {list(info.shape)}, "
+                    f"config.json implies {list(shape)}",
+                    "config.json and the weights come from different models: use the matching pair")
+            if info.dtype not in ("BF16", "F16", "F32"):
+                raise CheckpointError(f"tensor {name} has dtype {info.dtype}, expected BF16/F16/F32",
+                                      "pre-quantized checkpoints are imported through their quantization_config")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Parse a safetensors header and check the file is long enough for every tensor in it."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > min(size - 8, 100 << 20):
+                raise ValueError("header length out of range")
+            header = json.loads(f.read(n))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e})",
+                              "the file is corrupt or truncated: download it again") from None
+    end = 0
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        out[name] = (meta["dtype"], tuple(meta["shape"]))
+        end = max(end, meta["data_offsets"][1])
+    if 8 + n + end > size:
+        raise CheckpointError(
+            f"{path} is truncated: its header describes {8 + n + end} bytes, the file has {size}",
+            "the download was interrupted: download the file again")
+    return out
+
+
+def _weight_files(path: Path, allow_pickle: bool) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{index} is not a valid safetensors index ({e})",
+                                  "download model.safetensors.index.json again") from None
+        missing = [s for s in shards if not (path / s).exists()]
+        if missing:
+            raise CheckpointError(f"{index.name} names shard {missing[0]}, which is not in {path}",
+                                  "download the missing shard(s) into the folder")
+        return [path / s for s in shards]
+    files = sorted(path.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(path.glob("pytorch_model*.bin")) + sorted(path.glob("*.pt"))
+    if pickles and not allow_pickle:
+        raise CheckpointError(
+            f"{path} has only pickle weights ({pickles[0].name}); pickle files can run code when loaded",
+            "convert them to safetensors, or pass --allow-pickle if you trust the source")
+    if pickles:
+        return pickles
+    raise CheckpointError(f"{path} has no weights (*.safetensors)", "point --model at a complete checkpoint folder")
+
+
+def resolve(model: str | os.PathLike, allow_pickle: bool = False) -> Path:
+    """A local folder as it is; a hub id downloaded (only when online)."""
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise CheckpointError(f"--model {model} is a file, not a checkpoint folder",
+                                  "pass the folder that holds config.json")
+        return p.resolve()
+    if not _HUB_ID.match(str(model)):
+        raise CheckpointError(f"checkpoint folder {model} does not exist",
+                              "pass an existing folder with config.json and *.safetensors, or a hub id like org/name")
+    return _download(str(model), allow_pickle)
+
+
+def _download(repo_id: str, allow_pickle: bool) -> Path:
+    fix = (f"download it where the Hub is reachable (`hf download {repo_id} --local-dir DIR`) "
+           "and pass --model DIR")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise CheckpointError(f"{repo_id} is not a local folder and HF_HUB_OFFLINE is set", fix)
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+        if allow_pickle:
+            patterns.append("*.bin")
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+    except Exception as e:  # noqa: BLE001 - any network / auth failure gets the same advice
+        raise CheckpointError(f"cannot download {repo_id} from the Hugging Face Hub "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160]})", fix) from None
+
+
+def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False) -> Checkpoint:
+    path = resolve(model, allow_pickle)
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise CheckpointError(f"{path} has no config.json", "pass the folder of a Hugging Face checkpoint")
+    try:
+        raw = json.loads(cfg_file.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("top level is not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is not valid JSON ({e})", "restore config.json from the original model") from None
+    archs = raw.get("architectures") or []
+    if not archs:
+        raise CheckpointError(f"{cfg_file} has no 'architectures' entry",
+                              'add e.g. "architectures": ["Qwen2ForCausalLM"] to config.json')
+    if "quantization_config" in raw:
+        raise UsageError(
+            f"{path} is already quantized ({raw['quantization_config'].get('quant_method', '?')})",
+            "importing pre-quantized checkpoints is not supported yet: pass the original FP16/BF16 checkpoint")
+    ckpt = Checkpoint(path=path, raw_config=raw, spec=arch_spec(archs[0]),
+                      weight_files=_weight_files(path, allow_pickle), allow_pickle=allow_pickle)
+    ckpt.index  # parse headers now: a truncated file fails before any work
+    return ckpt

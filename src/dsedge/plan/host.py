@@ -1,0 +1,87 @@
+"""Will a build fit in this host's memory? Decided from the safetensors headers before any
+weight is read, so an impossible build is refused at once (or `--force`d)."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+GiB = 1 << 30
+# Fixed cost of the process: torch, transformers, onnxruntime, the traced graph (measured ~0.6 GiB
+# for the tiny reference build; the trace's node objects do not depend on the weights).
+BASE_BYTES = int(1.0 * GiB)
+TRUNCATED_LAYERS = 2
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable, capped by a cgroup v2 memory limit when one is set."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            avail = min(avail, int(limit))
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+@dataclass
+class HostPlan:
+    params: int
+    largest_tensor: int            # elements
+    stream_peak_bytes: int         # export alone: one tensor in flight
+    full_check_bytes: int          # PyTorch FP16-reference + quantized copy in FP32, + onnxruntime
+    truncated_check_bytes: int     # first layers + embeddings + head, once in FP32, + onnxruntime
+    available_bytes: int
+    scope: str                     # "full" | "truncated"
+    check_layers: int              # decoder layers the PyTorch checks run on
+    n_layers: int
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(self.stream_peak_bytes, self.full_check_bytes if self.scope == "full" else self.truncated_check_bytes)
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_bytes <= self.available_bytes
+
+    def describe(self) -> dict:
+        g = lambda b: round(b / GiB, 2)
+        return {"params": self.params, "stream_peak_gib": g(self.stream_peak_bytes),
+                "full_check_gib": g(self.full_check_bytes), "truncated_check_gib": g(self.truncated_check_bytes),
+                "available_gib": g(self.available_bytes),
+                "check_scope": self.scope, "check_layers": self.check_layers, "layers": self.n_layers}
+
+
+def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = None,
+              budget_fraction: float = 0.7) -> HostPlan:
+    """Streaming export peak: the largest tensor in BF16 (mmap), FP32, FP16 and codes, plus a
+    1 GiB write window (onnx_ir's max in-flight bytes). The full check needs the model twice in
+    FP32 (reference and fake-quantized) and the onnxruntime session; when that exceeds
+    budget_fraction of what is available, the export is validated on the first
+    TRUNCATED_LAYERS layers and the head (same weights), once in FP32, and accuracy is not
+    measured."""
+    sizes = {name: math.prod(info.shape) for name, info in ckpt.index.items()}
+    params = sum(sizes.values())
+    largest = max(sizes.values(), default=0)
+    n = ckpt.n_layers
+    prefix = ckpt.spec.layers_prefix + "."
+    outside = sum(v for k, v in sizes.items() if not k.startswith(prefix))   # embeddings, head, norm
+    per_layer = (params - outside) / max(n, 1)
+    t_params = int(outside + per_layer * min(n, TRUNCATED_LAYERS))
+    stream = BASE_BYTES + largest * (2 + 4 + 4 + 2 + 1) + GiB
+    full = BASE_BYTES + params * (4 + 4) + int(params * onnx_bytes_per_param * 1.5) + largest * 16
+    truncated = BASE_BYTES + t_params * 4 + int(t_params * 2 * 1.5) + largest * 16
+    avail = available_memory_bytes() if available is None else available
+    scope = "full" if full <= budget_fraction * avail else "truncated"
+    return HostPlan(params, largest, stream, full, truncated, avail, scope,
+                    n if scope == "full" else min(n, TRUNCATED_LAYERS), n)

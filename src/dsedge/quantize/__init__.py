@@ -1,0 +1,91 @@
+"""Quantize: configs (one per method), pure primitives, the canonical QuantizedWeight, and a
+registry from config type to the handler that produces QuantizedWeights for a model."""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .configs import (METHODS, Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, QuantConfig,
+                      WeightOnlyConfig, config_from_dict, config_from_options)
+from .lazy import LazyWeights, spec_of
+from .qweight import QuantizedWeight
+from .rtn import quantize_rtn
+
+# config type -> handler(config, source, linear names, calibration) -> {name: QuantizedWeight}
+# `source.tensor(key)` reads one float tensor; `source.model()` gives the whole PyTorch model
+# (calibrated methods only). Weight-only handlers return a LazyWeights and need no model.
+HANDLERS: dict[type, Callable] = {
+    Fp16Config: lambda config, source, names, calib=None: {},
+    WeightOnlyConfig: quantize_rtn,
+}
+
+
+def handler_for(config: QuantConfig) -> Callable:
+    for cls in type(config).__mro__:
+        if cls in HANDLERS:
+            return HANDLERS[cls]
+    raise KeyError(f"no handler registered for {type(config).__name__}")
+
+
+@dataclass
+class WeightSource:
+    tensor: Callable[[str], torch.Tensor]              # state-dict key -> float tensor
+    model: Callable[[], torch.nn.Module] | None = None  # the whole model, for calibrated methods
+
+
+@dataclass
+class QuantResult:
+    config: QuantConfig
+    weights: Mapping[str, QuantizedWeight] = field(default_factory=dict)  # module name -> weight
+    seconds: float = 0.0
+
+    def spec(self, module: str) -> dict:
+        """bits / group / symmetry / permutation of one weight, without computing it when lazy."""
+        if isinstance(self.weights, LazyWeights):
+            return self.weights.spec(module)
+        return spec_of(self.weights[module])
+
+    @property
+    def total_seconds(self) -> float:
+        """Quantization time including what lazy weights spent when they were used."""
+        return self.seconds + getattr(self.weights, "seconds", 0.0)
+
+
+def target_linears(spec, n_layers: int, config: QuantConfig) -> list[str]:
+    """Names of the linears the config quantizes: every decoder-block linear (+ lm_head if asked)."""
+    names = spec.block_linears(n_layers)
+    if getattr(config, "quantize_lm_head", False):
+        names.append(spec.head)
+    return names
+
+
+def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: int,
+                   in_features: Callable[[str], int], calib=None) -> QuantResult:
+    names = target_linears(spec, n_layers, config)
+    config.validate_for({n: in_features(n) for n in names})
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        weights = handler_for(config)(config, source, names, calib)
+    return QuantResult(config, weights, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def apply_fake_quant(model, weights: Mapping[str, QuantizedWeight], only=None):
+    """Replace each quantized linear's weight by its dequantized value, in place.
+    `only`: restrict to the modules present in a (truncated) model."""
+    for name in weights:
+        if only is not None and name not in only:
+            continue
+        lin = model.get_submodule(name)
+        lin.weight.copy_(weights[name].dequantize(lin.weight.dtype))
+    return model
+
+
+__all__ = ["METHODS", "HANDLERS", "QuantConfig", "Fp16Config", "WeightOnlyConfig", "Int4WeightOnlyConfig",
+           "Int8WeightOnlyConfig", "QuantizedWeight", "QuantResult", "WeightSource", "LazyWeights",
+           "config_from_options", "config_from_dict", "quantize_model", "apply_fake_quant", "target_linears",
+           "handler_for"]

@@ -1,0 +1,100 @@
+"""Pure tensor math for affine quantization. Imports torch only; no model knowledge.
+
+Conventions (shared by every method, importer and the exporter):
+  w      (N, K) float    N = out_features, K = in_features
+  scale  (N, K // g)     one scale per output row and group of g consecutive input channels
+  zero   (N, K // g)     integer zero point (asymmetric) or None (symmetric, zero = 0)
+  codes  (N, K) int8     always signed: [-2^(b-1), 2^(b-1) - 1], the zero point too, so that
+                         INT4 / INT8 DequantizeLinear (what TensorRT reads) carries them as is
+  w_hat = (codes - zero) * scale
+group_size -1 means one group spanning K (per output channel).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def qrange(bits: int, symmetric: bool = True) -> tuple[int, int]:
+    """Signed code range for both schemes (asymmetric codes are shifted by 2^(b-1), zero too)."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, int]:
+    n, k = w.shape
+    g = k if group_size in (-1, None) else group_size
+    if k % g:
+        raise ValueError(f"group size {g} does not divide in_features {k}")
+    return w.reshape(n, k // g, g), g  # (N, G, g)
+
+
+def choose_qparams(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
+                   scale_dtype: torch.dtype = torch.float16) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Min-max (round-to-nearest) scale and zero point per group.
+
+    The scale is rounded to `scale_dtype` (what the artifact stores) before codes are computed,
+    so that PyTorch fake-quantization and the exported graph dequantize to identical values.
+    """
+    wg, _ = _groups(w.float(), group_size)                               # (N, G, g)
+    qmin, qmax = qrange(bits, symmetric)
+    if symmetric:
+        amax = wg.abs().amax(-1)                                         # (N, G)
+        scale = amax / qmax
+        zero = None
+    else:
+        lo = wg.amin(-1).clamp(max=0)
+        hi = wg.amax(-1).clamp(min=0)
+        scale = (hi - lo) / (qmax - qmin)
+    tiny = torch.finfo(scale_dtype).tiny if scale_dtype.is_floating_point else 1e-12
+    scale = scale.clamp(min=max(tiny, 1e-8)).to(scale_dtype).float()
+    if not symmetric:
+        zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax).to(torch.int8)
+    return scale, zero
+
+
+def quantize_affine(w: torch.Tensor, group_size: int, scale: torch.Tensor, zero: torch.Tensor | None,
+                    qmin: int, qmax: int) -> torch.Tensor:
+    """Round w to integer codes, (N, K) float -> (N, K) int8 (values in [qmin, qmax])."""
+    wg, _ = _groups(w.float(), group_size)                               # (N, G, g)
+    q = torch.round(wg / scale.unsqueeze(-1))
+    if zero is not None:
+        q = q + zero.unsqueeze(-1).float()
+    return torch.clamp(q, qmin, qmax).to(torch.int8).reshape(w.shape)
+
+
+def dequantize_affine(codes: torch.Tensor, group_size: int, scale: torch.Tensor,
+                      zero: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N, K) integer codes -> (N, K) float."""
+    cg, _ = _groups(codes.float(), group_size)                           # (N, G, g)
+    if zero is not None:
+        cg = cg - zero.unsqueeze(-1).float()
+    return (cg * scale.float().unsqueeze(-1)).reshape(codes.shape).to(dtype)
+
+
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    """(..., K) int4 codes (signed [-8, 7]; unsigned [0, 15] works too) -> (..., K/2) uint8.
+
+    Element 2i goes to the low nibble, 2i+1 to the high nibble: the ONNX INT4/UINT4 layout.
+    """
+    if codes.shape[-1] % 2:
+        raise ValueError("last dimension must be even to pack int4 pairs")
+    nib = (codes.to(torch.int16) & 0xF).to(torch.uint8)
+    return nib[..., 0::2] | (nib[..., 1::2] << 4)
+
+
+def unpack_int4(packed: torch.Tensor, signed: bool) -> torch.Tensor:
+    """Inverse of pack_int4: (..., K/2) uint8 -> (..., K) int8."""
+    lo = (packed & 0xF).to(torch.int8)
+    hi = ((packed >> 4) & 0xF).to(torch.int8)
+    out = torch.stack([lo, hi], dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
+    if signed:
+        out = torch.where(out > 7, out - 16, out)
+    return out
+
+
+def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio in dB (higher is better)."""
+    ref = ref.double()
+    noise = (ref - approx.double()).pow(2).sum()
+    if noise == 0:
+        return float("inf")
+    return float(10 * torch.log10(ref.pow(2).sum() / noise))

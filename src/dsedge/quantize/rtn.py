@@ -1,0 +1,25 @@
+"""Round-to-nearest weight-only quantization (INT8 per channel, INT4 per group)."""
+from __future__ import annotations
+
+import torch
+
+from .configs import WeightOnlyConfig
+from .lazy import LazyWeights
+from .primitives import choose_qparams, qrange, quantize_affine
+from .qweight import QuantizedWeight
+
+
+def quantize_weight(w: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> QuantizedWeight:
+    """(N, K) float weight -> canonical QuantizedWeight with min-max scales."""
+    scale, zero = choose_qparams(w, bits, group_size, symmetric)
+    codes = quantize_affine(w, group_size, scale, zero, *qrange(bits, symmetric))
+    return QuantizedWeight(codes=codes, scale=scale, zero_point=zero, bits=bits, group_size=group_size)
+
+
+def quantize_rtn(config: WeightOnlyConfig, source, names: list[str], calib=None) -> LazyWeights:
+    """Handler for WeightOnlyConfig. Needs no data and no model: each weight is read and
+    quantized when it is used (streamed into the ONNX file, or applied to a PyTorch model)."""
+    spec = {"bits": config.bits, "group_size": config.group_size, "symmetric": config.symmetric, "perm": None}
+    return LazyWeights(names, lambda n: quantize_weight(source.tensor(f"{n}.weight").float(), config.bits,
+                                                        config.group_size, config.symmetric),
+                       lambda n: spec)

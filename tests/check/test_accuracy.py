@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from dsedge.check.accuracy import EvalData, evaluate, load_eval, task_accuracy
+from dsedge.errors import UsageError
+
+V = 16
+
+
+def _data(n=4, w=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return EvalData(rng.integers(0, V, (n, w)), [], "gen", "0" * 64, w)
+
+
+def uniform(ids):
+    return np.zeros((*ids.shape, V), np.float32)
+
+
+def oracle(ids):
+    """Puts almost all mass on the true next token (known from the ids themselves)."""
+    out = np.full((*ids.shape, V), -20.0, np.float32)
+    nxt = np.concatenate([ids[:, 1:], ids[:, :1]], axis=1)
+    np.put_along_axis(out, nxt[..., None], 20.0, -1)
+    return out
+
+
+def test_uniform_model_has_perplexity_vocab_size():
+    m = evaluate({"u": uniform}, _data())["u"]
+    assert m.perplexity == pytest.approx(V, rel=1e-9)
+
+
+def test_kl_and_top1_against_reference():
+    res = evaluate({"ref": oracle, "same": oracle, "u": uniform}, _data(), reference="ref")
+    assert res["ref"].kl == 0 and res["same"].kl == pytest.approx(0, abs=1e-12)
+    assert res["same"].top1_agreement == 1.0
+    # KL(onehot-ish || uniform) = log V - H(ref) ~ log V
+    assert res["u"].kl == pytest.approx(np.log(V), rel=1e-3)
+    assert res["ref"].perplexity == pytest.approx(1.0, abs=1e-6)
+    assert len(res["u"].kl_per_token) == 4 * 31
+    assert "kl_quantiles" in res["u"].to_dict()
+
+
+def test_task_accuracy_exact_match():
+    task = [([1, 2, 3], [4]), ([5, 6], [7, 8])]
+    def knows_first(ids):
+        out = np.zeros((*ids.shape, V), np.float32)
+        out[0, -1, 4] = 1  # predicts 4 after [1, 2, 3]
+        return out
+    assert task_accuracy(knows_first, task[:1]) == 1.0
+    assert task_accuracy(knows_first, task) == 0.5
+
+
+class _WordTok:
+    """A whitespace tokenizer for load_eval's contract (callable returning input_ids)."""
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [hash(w) % V for w in text.split()]}
+
+
+def test_load_eval_windows_and_hash(tmp_path):
+    f = tmp_path / "e.txt"
+    f.write_text(" ".join(["a b c d"] * 100))
+    d = load_eval(_WordTok(), f, window=64)
+    assert d.windows.shape == (6, 64) and len(d.sha256) == 64
+    f.write_text(" ".join(["a b c d"] * 101))
+    assert load_eval(_WordTok(), f, window=64).sha256 != d.sha256
+
+
+@pytest.mark.parametrize("text,match", [("", "is empty"), ("   \n", "is empty"), ("a b", "fewer than one 64-token")])
+def test_load_eval_rejects_unusable_text(tmp_path, text, match):
+    f = tmp_path / "e.txt"
+    f.write_text(text)
+    with pytest.raises(UsageError, match=match):
+        load_eval(_WordTok(), f, window=64)

@@ -1,0 +1,94 @@
+"""Shared fixtures: the project's reference checkpoints, exported graphs and built artifacts,
+each produced once per session and shared across tests."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from dsedge import reference
+
+REFERENCE_NAMES = sorted(reference.REFERENCE_MODELS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Builds in tests (and the CLI processes they start) cache into a folder of their own."""
+    import os
+
+    old = os.environ.get("DSEDGE_CACHE_DIR")
+    os.environ["DSEDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("dsedge-cache"))
+    yield
+    if old is None:
+        os.environ.pop("DSEDGE_CACHE_DIR", None)
+    else:
+        os.environ["DSEDGE_CACHE_DIR"] = old
+
+
+@pytest.fixture(params=REFERENCE_NAMES)
+def ref_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def ckpt_copy(tmp_path):
+    """A writable copy of a reference checkpoint, to corrupt in bad-input tests."""
+    def make(name: str = reference.DEFAULT_MODEL):
+        dst = tmp_path / name
+        shutil.copytree(reference.checkpoint_path(name), dst)
+        return dst
+    return make
+
+
+class _Cache:
+    def __init__(self, factory):
+        self.root = factory.mktemp("shared")
+        self.items = {}
+
+    def get(self, key, make):
+        if key not in self.items:
+            self.items[key] = make(self.root / "-".join(map(str, key)))
+        return self.items[key]
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    return _Cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def exported(shared):
+    """exported(name, config, dtype) -> (onnx path, fake-quantized torch model, QuantResult)."""
+    from dsedge.export import export_onnx
+    from dsedge.load import open_checkpoint
+    from dsedge.quantize import WeightSource, apply_fake_quant, quantize_model
+
+    def make(name, config, dtype=torch.float32, mutate=None):
+        def build(folder):
+            folder.mkdir(parents=True)
+            ckpt = open_checkpoint(reference.checkpoint_path(name))
+            model = ckpt.load_model(torch.float32)
+            source = WeightSource(lambda k: ckpt.tensor(k).float())
+            qres = quantize_model(config, source, ckpt.spec, ckpt.n_layers, lambda n: ckpt.index[f"{n}.weight"].shape[1])
+            qres.weights = dict(qres.weights)  # materialise, so tests can edit one weight
+            if mutate:
+                mutate(qres)
+            res = export_onnx(ckpt.config, source.tensor, qres.weights, qres.spec, folder / "model.onnx", dtype)
+            return res.path, apply_fake_quant(model, qres.weights), qres
+        return shared.get((name, config.label(), str(dtype), mutate.__name__ if mutate else ""), build)
+    return make
+
+
+@pytest.fixture(scope="session")
+def built(shared):
+    """built(name, method, bits) -> BuildResult of a full `dsedge.build` (shared by e2e tests)."""
+    import dsedge
+    from dsedge.quantize import config_from_options
+
+    def make(name, method=None, bits=None):
+        def go(folder):
+            return dsedge.build(reference.checkpoint_path(name), target="orin",
+                                quant=config_from_options(method, bits), output=folder)
+        return shared.get((name, method, bits), go)
+    return make

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dsedge import reference
+from dsedge.errors import CheckpointError, UnsupportedArchitectureError, UsageError
+from dsedge.load import ARCHITECTURES, arch_spec, open_checkpoint
+
+
+def test_reference_checkpoints_open_and_validate(ref_name):
+    ck = open_checkpoint(reference.checkpoint_path(ref_name))
+    assert ck.architecture == reference.REFERENCE_MODELS[ref_name]
+    ck.validate()
+    linears = ck.spec.block_linears(ck.n_layers)
+    assert len(linears) == 7 * ck.n_layers
+    for name in linears:
+        assert ck.index[f"{name}.weight"].shape[1] % 128 == 0
+    assert len(ck.sha256()) == 64 and ck.sha256() == ck.sha256()
+
+
+def test_sharded_checkpoint_is_read_through_its_index(ckpt_copy):
+    ck_dir = ckpt_copy()
+    sd = load_file(ck_dir / "model.safetensors")
+    names = sorted(sd)
+    half = len(names) // 2
+    shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
+    for f, keys in shards.items():
+        save_file({k: sd[k] for k in keys}, ck_dir / f, metadata={"format": "pt"})
+    (ck_dir / "model.safetensors").unlink()
+    (ck_dir / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}}))
+    ck = open_checkpoint(ck_dir)
+    ck.validate()
+    assert len(ck.weight_files) == 2 and set(ck.index) == set(sd)
+    assert torch.equal(ck.tensor(names[-1]), sd[names[-1]])
+    (ck_dir / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="names shard model-00002-of-00002.safetensors"):
+        open_checkpoint(ck_dir)
+
+
+def test_tensor_reads_one_tensor_memory_mapped(ref_name):
+    ck = open_checkpoint(reference.checkpoint_path(ref_name))
+    t = ck.tensor("model.layers.0.mlp.down_proj.weight")
+    assert t.dtype == torch.bfloat16 and t.shape[1] % 128 == 0
+
+
+def test_architecture_table_is_keyed_by_architectures0():
+    for name, spec in ARCHITECTURES.items():
+        assert spec.name == name and arch_spec(name) is spec
+        assert set(spec.norm_to_linears) and all(l in spec.linears for ls in spec.norm_to_linears.values() for l in ls)
+    with pytest.raises(UnsupportedArchitectureError, match="DeepseekV3ForCausalLM .* not supported yet"):
+        arch_spec("DeepseekV3ForCausalLM")
+
+
+def test_already_quantized_checkpoint_is_named(ckpt_copy):
+    ck_dir = ckpt_copy()
+    cfg = json.loads((ck_dir / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "gptq"}
+    (ck_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UsageError, match="already quantized \\(gptq\\)"):
+        open_checkpoint(ck_dir)

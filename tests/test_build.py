@@ -1,0 +1,82 @@
+"""End-to-end builds of each reference checkpoint per method, through the Python API and the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dsedge.artifact import read_manifest
+from dsedge.load.checkpoint import file_sha256
+from dsedge.quantize import METHODS
+
+pytestmark = pytest.mark.slow
+BUILD_METHODS = sorted(METHODS)
+
+
+@pytest.mark.parametrize("method", BUILD_METHODS)
+def test_build_writes_a_checked_artifact(built, ref_name, method):
+    res = built(ref_name, method)
+    r, m = res.report, res.manifest
+    for f in ("model.onnx", "manifest.json", "report.json", "report.md", "config.json", "tokenizer.json"):
+        assert (res.path / f).is_file(), f
+    assert not list(res.path.parent.glob(".*partial*"))
+    # manifest: every file hashed, settings recorded (never parsed from the folder name)
+    assert set(m["files"]) >= {"model.onnx", "report.json", "tokenizer.json"}
+    for f, meta in m["files"].items():
+        assert file_sha256(res.path / f) == meta["sha256"]
+    assert m["quantization"]["method"] == method and m["export"]["opset"] >= 21
+    assert m["target"]["name"] == "orin-agx-64" and len(m["source"]["sha256"]) == 64
+    assert m["eval"]["sha256"] == r["eval"]["sha256"]
+    assert m["check"]["onnxruntime_qdq_matmulnbits_accuracy_level"] in (0, 1)
+    assert read_manifest(res.path) == m
+    # ONNX agrees with the PyTorch model it came from
+    fid = r["export_fidelity"]
+    assert fid["max_abs_diff"] <= fid["atol"] + fid["rtol"] * 100
+    gen = r["greedy_generation"]
+    assert gen["agrees"] and (gen["identical"] or gen["worst_margin_at_divergence"] <= gen["tolerance"]), gen
+    assert abs(r["onnx"]["perplexity"] / r["pytorch"]["perplexity"] - 1) < 2e-3
+    assert r["engine"]["built"] is False and r["engine"]["reason"]
+    assert "perplexity" in (res.path / "report.md").read_text()
+
+
+def test_quantization_damage_is_ordered(built, ref_name):
+    """INT4 RTN is measurably worse than FP16; INT8 stays within 0.5 % of FP16 perplexity."""
+    fp16, int8, int4 = (built(ref_name, m).report for m in ("fp16", "int8", "rtn"))
+    ref_ppl = fp16["fp16_reference"]["perplexity"]
+    assert fp16["ppl_change_pct"] == pytest.approx(0, abs=0.1)
+    assert abs(int8["ppl_change_pct"]) < 0.5
+    assert int4["ppl_change_pct"] > 0.5 and int4["onnx"]["perplexity"] > ref_ppl
+    assert int4["onnx"]["kl"] > int8["onnx"]["kl"] > 0
+    assert int4["onnx"]["top1_agreement"] < int8["onnx"]["top1_agreement"] <= 1
+    assert int4["size_mb"] < int8["size_mb"] < fp16["size_mb"]
+    assert fp16["fp16_reference"]["task_accuracy"] > 0.8
+
+
+def test_cli_build_with_defaults_in_a_fresh_folder(tmp_path):
+    """The README's quick start: `dsedge build --target orin --bits 4` with no --model."""
+    r = subprocess.run([sys.executable, "-m", "dsedge", "build", "--target", "orin", "--bits", "4"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    for needle in ("perplexity (ONNX)", "KL vs FP16", "top-1 agreement", "ONNX vs PyTorch", "host latency"):
+        assert needle in text
+    art = tmp_path / "artifacts" / "qwen2-tiny-rtn-w4-g128-orin-agx-64"
+    assert (art / "manifest.json").is_file()
+    for stage in ("load", "quantize", "export", "validate", "check"):
+        assert stage in r.stderr  # progress bars
+    # a second run refuses to overwrite unless asked
+    again = subprocess.run([sys.executable, "-m", "dsedge", "build", "--bits", "4"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_cli_json_prints_the_report(tmp_path):
+    out = tmp_path / "a"
+    r = subprocess.run([sys.executable, "-m", "dsedge", "build", "--bits", "8", "--json", "--no-latency", "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["quantization"]["method"] == "int8" and report["host_latency"] is None
