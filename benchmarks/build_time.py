@@ -1,18 +1,21 @@
-"""Per-stage wall time and peak RSS of `dsedge build`.
+"""Per-stage wall time and peak RSS of `dsedge build`, on the reference checkpoint and on synthetic
+checkpoints with the real configurations of DeepSeek-R1-Distill-Qwen 1.5B / 7B / 14B.
 
-    python benchmarks/build_time.py                 # reference checkpoint + synthetic R1-Distill-Qwen-1.5B
-    python benchmarks/build_time.py --layers 28     # the synthetic model with all its layers
+    python benchmarks/build_time.py                          # reference + synthetic 1.5B, --bits 4
+    python benchmarks/build_time.py --models 7b,14b --bits 4,8
+    python benchmarks/build_time.py --models 1.5b --layers 2  # fewer layers (the output says so)
 
-The synthetic checkpoint has DeepSeek-R1-Distill-Qwen-1.5B's real dimensions (hidden 1536, 12 heads,
-2 KV heads, intermediate 8960, vocab 151936, untied head) and random BF16 weights generated here;
-by default only its first 2 of 28 layers, which the output states. Each build runs in a fresh
-subprocess so peak RSS is its own; ru_maxrss is a high-water mark, so "peak RSS" after a stage is
-the peak reached by the end of that stage.
+Synthetic checkpoints hold random BF16 weights with the real shapes, written shard by shard
+(2 GB shards + model.safetensors.index.json, as on the Hub), so the whole model is never in
+memory; they are deleted afterwards. Each build runs in a fresh subprocess through the same
+`dsedge.build` the CLI calls, with --no-cache and no host latency, so its peak RSS is its own.
+ru_maxrss is a high-water mark: "peak RSS" after a stage is the peak reached by the end of it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -21,39 +24,66 @@ import tempfile
 import time
 from pathlib import Path
 
-R1_DISTILL_QWEN_1_5B = dict(  # config.json of deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B
-    architectures=["Qwen2ForCausalLM"], hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-    num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, max_position_embeddings=131072,
-    rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=False, model_type="qwen2",
-)
+_QWEN2 = dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", max_position_embeddings=131072,
+              rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
+# config.json of deepseek-ai/DeepSeek-R1-Distill-Qwen-{1.5B,7B,14B}
+SYNTHETIC = {
+    "1.5b": dict(_QWEN2, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                 num_attention_heads=12, num_key_value_heads=2, vocab_size=151936),
+    "7b": dict(_QWEN2, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+               num_attention_heads=28, num_key_value_heads=4, vocab_size=152064),
+    "14b": dict(_QWEN2, hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
+                num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, rope_theta=1000000.0),
+}
+SHARD_BYTES = 2 * 10**9
 
 
-def make_synthetic(folder: Path, layers: int) -> Path:
-    """Random BF16 weights with the real shapes, written tensor by tensor (no whole model in memory)."""
+def make_synthetic(folder: Path, config: dict) -> int:
+    """Write a sharded BF16 checkpoint tensor by tensor; at most one shard is in memory. -> bytes."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from dsedge import reference
 
-    cfg = AutoConfig.for_model(**{**R1_DISTILL_QWEN_1_5B, "num_hidden_layers": layers})
-    cfg.architectures = ["Qwen2ForCausalLM"]
+    cfg = AutoConfig.for_model(**config)
     with torch.device("meta"):
-        meta = AutoModelForCausalLM.from_config(cfg)
-    gen = torch.Generator().manual_seed(0)
-    tensors = {}
-    for name, p in meta.state_dict().items():
-        if p.dim() == 1:
-            t = torch.ones(p.shape) if "norm" in name else torch.randn(p.shape, generator=gen) * 0.02
-        else:
-            t = torch.randn(p.shape, generator=gen) * (p.shape[-1] ** -0.5)
-        tensors[name] = t.to(torch.bfloat16)
+        names = {k: tuple(p.shape) for k, p in AutoModelForCausalLM.from_config(cfg).state_dict().items()}
     folder.mkdir(parents=True)
     cfg.save_pretrained(folder)
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy2(reference.checkpoint_path() / f, folder / f)
-    return folder
+    gen = torch.Generator().manual_seed(0)
+    shards, shard, size, total = [], {}, 0, 0
+
+    def flush():
+        nonlocal shard, size
+        if shard:
+            shards.append((f"model-{len(shards) + 1:05d}.safetensors", list(shard)))
+            save_file(shard, folder / shards[-1][0], metadata={"format": "pt"})
+            shard, size = {}, 0
+
+    for name, shape in names.items():
+        if len(shape) == 1:
+            t = torch.ones(shape) if "norm" in name else torch.randn(shape, generator=gen) * 0.02
+        else:
+            t = torch.randn(shape, generator=gen).mul_(shape[-1] ** -0.5)
+        t = t.to(torch.bfloat16)
+        if size + t.numel() * 2 > SHARD_BYTES:
+            flush()
+        shard[name] = t
+        size += t.numel() * 2
+        total += t.numel() * 2
+    flush()
+    n = len(shards)
+    weight_map = {}
+    for i, (fname, keys) in enumerate(shards):
+        final = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+        (folder / fname).rename(folder / final)
+        weight_map.update({k: final for k in keys})
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    return total
 
 
 def _child(model: str | None, bits: int, out: str) -> None:
@@ -69,47 +99,73 @@ def _child(model: str | None, bits: int, out: str) -> None:
     def stage(name):
         t = time.perf_counter()
         yield
-        marks[name] = {"seconds": round(time.perf_counter() - t, 2),
+        marks[name] = {"seconds": round(time.perf_counter() - t, 1),
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
-    res = dsedge.build(model, target="orin", quant=config_from_options(bits=bits), output=out, stage=stage)
-    print(json.dumps({"stages": marks, "ppl_change_pct": res.report["ppl_change_pct"],
-                      "size_mb": res.report["size_mb"]}))
+    res = dsedge.build(model, target="orin", quant=config_from_options(bits=bits), output=out, stage=stage,
+                       latency=False, use_cache=False)
+    r = res.report
+    print(json.dumps({"stages": marks, "ppl_change_pct": r["ppl_change_pct"], "size_mb": r["size_mb"],
+                      "scope": r["host_plan"]["scope"], "fidelity": r["export_fidelity"]["max_abs_diff"]}))
 
 
-def run(label: str, model: str | None, bits: int, tmp: Path) -> None:
-    out = tmp / f"art-{label}-{bits}"
+def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path) -> dict | None:
+    out = tmp / f"art-{bits}"
     cmd = [sys.executable, __file__, "--child", model or "", "--bits", str(bits), "--out", str(out)]
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        print(f"{label} w{bits}: FAILED\n{r.stderr[-2000:]}")
-        return
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"\n{label}, --bits {bits}: total {time.perf_counter() - t:.1f} s (incl. start-up), "
-          f"artifact {res['size_mb']:.1f} MB, ppl change {res['ppl_change_pct']:+.2f} %")
-    print(f"  {'stage':<10}{'seconds':>9}{'peak RSS MB':>13}")
-    for name, m in res["stages"].items():
-        print(f"  {name:<10}{m['seconds']:>9}{m['peak_rss_mb']:>13}")
     shutil.rmtree(out, ignore_errors=True)
+    if r.returncode:
+        print(f"{label} --bits {bits}: FAILED (exit {r.returncode})\n{r.stderr[-3000:]}", flush=True)
+        return None
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    peak = max(m["peak_rss_mb"] for m in res["stages"].values())
+    ppl = "n/a (truncated check)" if res["ppl_change_pct"] is None else f"{res['ppl_change_pct']:+.2f} %"
+    print(f"\n{label}, --bits {bits}: {time.perf_counter() - t:.0f} s with start-up, ONNX {res['size_mb'] / 1e3:.2f} GB, "
+          f"check scope {res['scope']}, ppl change {ppl}; peak RSS {peak / 1024:.2f} GiB = "
+          f"{peak * 2**20 / ckpt_bytes:.2f} x checkpoint ({ckpt_bytes / 1e9:.1f} GB)")
+    print(f"  {'stage':<10}{'seconds':>9}{'peak RSS MiB':>14}{'/ ckpt':>8}")
+    for name, m in res["stages"].items():
+        print(f"  {name:<10}{m['seconds']:>9}{m['peak_rss_mb']:>14}{m['peak_rss_mb'] * 2**20 / ckpt_bytes:>8.2f}")
+    sys.stdout.flush()
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--bits", type=int, default=4)
-    ap.add_argument("--layers", type=int, default=2, help="layers of the synthetic 1.5B model (real: 28)")
+    ap.add_argument("--models", default="reference,1.5b", help="comma list of reference, " + ", ".join(SYNTHETIC))
+    ap.add_argument("--bits", default="4", help="comma list of 4, 8, 16")
+    ap.add_argument("--layers", type=int, default=None, help="build the synthetic models with only this many layers")
+    ap.add_argument("--workdir", default=None, help="where synthetic checkpoints go (default: a temp folder)")
     a = ap.parse_args()
     if a.child is not None:
-        return _child(a.child or None, a.bits, a.out)
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        run("reference qwen2-tiny", None, a.bits, tmp)
-        synth = make_synthetic(tmp / "r1-distill-qwen-1.5b-synthetic", a.layers)
-        size = sum(f.stat().st_size for f in synth.glob("*.safetensors")) / 1e6
-        print(f"\nsynthetic R1-Distill-Qwen-1.5B dimensions, {a.layers} of 28 layers, random BF16 weights, {size:.0f} MB")
-        run(f"synthetic-1.5B ({a.layers}/28 layers)", str(synth), a.bits, tmp)
+        return _child(a.child or None, int(a.bits), a.out)
+    bits = [int(b) for b in a.bits.split(",")]
+    print(f"host: {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM")
+    for name in a.models.split(","):
+        with tempfile.TemporaryDirectory(dir=a.workdir) as d:
+            tmp = Path(d)
+            if name == "reference":
+                from dsedge import reference
+
+                ckpt = reference.checkpoint_path()
+                size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors"))
+                for b in bits:
+                    run("reference qwen2-tiny", None, b, size, tmp)
+                continue
+            cfg = dict(SYNTHETIC[name])
+            layers = f"all {cfg['num_hidden_layers']} layers"
+            if a.layers:
+                layers = f"{a.layers} of {cfg['num_hidden_layers']} layers"
+                cfg["num_hidden_layers"] = a.layers
+            t = time.perf_counter()
+            size = make_synthetic(tmp / f"synthetic-r1-distill-qwen-{name}", cfg)
+            print(f"\nsynthetic R1-Distill-Qwen-{name.upper()} ({layers}, random BF16, {size / 1e9:.2f} GB) "
+                  f"generated in {time.perf_counter() - t:.0f} s", flush=True)
+            for b in bits:
+                run(f"synthetic {name.upper()}", str(tmp / f"synthetic-r1-distill-qwen-{name}"), b, size, tmp)
 
 
 if __name__ == "__main__":
