@@ -69,7 +69,7 @@ def test_tokenizer(ckpt):
     assert tok.decode(ids, skip_special_tokens=True).strip() == line
     # Both checkpoints give corpus words the same ids (word-level and byte-level BPE alike).
     vocab = tok.get_vocab()
-    assert [vocab.get(w, vocab.get("Ġ" + w)) for w in corpus.vocabulary()] == list(
+    assert [vocab.get("Ġ" + w, vocab.get(w)) for w in corpus.vocabulary()] == list(
         range(4, 4 + len(corpus.vocabulary())))
 
 
