@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import DsedgeError
 from .contract import TOLERANCE, DecoderContract
 from .trace import PARAM_PREFIX, trace_decoder
 from .weights import buffers_of, fill_weights
@@ -71,7 +72,15 @@ def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping
     size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
     external = size >= EXTERNAL_DATA_OVER
     path = Path(path)
-    ir.save(model, path, external_data=path.name + ".data" if external else None)
+    try:
+        ir.save(model, path, external_data=path.name + ".data" if external else None)
+    except Exception as e:  # weights are read while saving: surface our own errors (NaN weight, ...)
+        cause = e
+        while cause is not None and not isinstance(cause, DsedgeError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
     onnx.checker.check_model(str(path), full_check=False)
     ops = Counter(node.op_type for node in model.graph)
     return ExportResult(path, str(dtype).removeprefix("torch."), opset, external, dict(sorted(ops.items())),

@@ -1,0 +1,222 @@
+"""Calibration recipes: calibration/*.yaml (installed as dsedge/_data/calibration) resolved into
+the CalibData every calibrated quantizer reads.
+
+    calib = resolve_calibration("gptq-default", tokenizer)          # a recipe name
+    calib = resolve_calibration("my_recipe.yaml", tokenizer)        # a recipe file
+    calib = resolve_calibration("domain.jsonl", tokenizer, samples=64)  # a plain file, defaults apply
+    calib = resolve_calibration(None, tokenizer)                    # calibration/reference.yaml
+
+A recipe names a source (`reference`, a .txt / .jsonl path, `{file: F, field: K}` or
+`{dataset: D, split: S, field: K}` on the Hugging Face Hub), `samples`, `seq_len`, `seed` and
+`chat_template` (on: each record is rendered with tokenizer.apply_chat_template). The text is
+tokenized line by line as the eval text is (check.accuracy), and `samples` non-overlapping
+windows of `seq_len` tokens are drawn from it with the seed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Union
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from ..check.accuracy import _tokenize_lines
+from ..errors import UsageError
+from . import CalibData
+from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
+
+DEFAULT_RECIPE = "reference"
+OVERRIDABLE = ("samples", "seq_len", "seed", "chat_template")
+READ_FACTOR = 4          # tokenize at most this many times samples x seq_len tokens of a source
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FileSource(_Strict):
+    file: str
+    field: str | None = None     # JSON lines: the record's text (or chat messages) field
+
+
+class HubSource(_Strict):
+    dataset: str                 # Hugging Face dataset id, read only when online
+    split: str = "train"
+    field: str = "text"
+    config: str | None = None
+    data_files: str | None = None
+
+
+def _source_kind(v) -> str:
+    if isinstance(v, dict):
+        return "hub" if "dataset" in v else "file"
+    return "path" if isinstance(v, str) else "file"
+
+
+Source = Annotated[Union[Annotated[str, Tag("path")], Annotated[FileSource, Tag("file")],
+                         Annotated[HubSource, Tag("hub")]], Discriminator(_source_kind)]
+
+
+class Recipe(_Strict):
+    description: str = ""
+    source: Source = "reference"
+    samples: int = Field(128, gt=0)          # defaults for a plain file: AWQ's 128 x 512
+    seq_len: int = Field(512, gt=1)
+    seed: int = 0
+    chat_template: bool = False
+
+
+def recipes_dirs(extra: Path | None = None) -> list[Path]:
+    """Where recipes are looked up, first match wins: `extra`, the installed copy, the repo."""
+    here = Path(__file__).resolve().parent.parent
+    dirs = [Path(extra)] if extra else []
+    dirs += [here / "_data" / "calibration", here.parent.parent / "calibration"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def list_recipes(extra: Path | None = None) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for d in recipes_dirs(extra):
+        for f in sorted(d.glob("*.yaml")):
+            out.setdefault(f.stem, f)
+    return out
+
+
+def load_recipe(path: Path, overrides: dict | None = None) -> Recipe:
+    """A recipe file validated (unknown keys and wrong types name the file and key)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path} is not valid YAML ({e})", "fix the recipe's syntax") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} does not hold a mapping", "see calibration/reference.yaml for the layout")
+    return _validate(data, overrides or {}, str(path))
+
+
+def _validate(data: dict, overrides: dict, where: str) -> Recipe:
+    bad = sorted(set(overrides) - set(OVERRIDABLE))
+    if bad:
+        raise UsageError(f"calibration option {bad[0]!r} cannot be overridden",
+                         f"override only {', '.join(OVERRIDABLE)}; other keys belong in a recipe file")
+    try:
+        return Recipe(**{**data, **overrides})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        if loc[:1] == ["source"] and len(loc) > 1 and loc[1] in ("path", "file", "hub"):
+            del loc[1]                                      # the union's tag, not a key of the file
+        key = ".".join(loc)
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].lower()
+        origin = f"calibration option {key}={overrides[key]!r}" if key in overrides else f"{where}: {key}"
+        raise UsageError(f"{origin}: {what}",
+                         "see calibration/reference.yaml for the keys and their types") from None
+
+
+def find_recipe(spec: str | Path | None, recipes_dir: Path | None = None) -> tuple[Recipe | None, Path | None, str]:
+    """-> (recipe, recipe file, name); recipe None means `spec` is a plain data file."""
+    if spec is None:
+        spec = DEFAULT_RECIPE
+    p = Path(spec).expanduser()
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise UsageError(f"calibration recipe {p} does not exist", "pass an existing recipe file or a recipe name")
+        return None, p, p.stem
+    if p.suffix in TEXT_SUFFIXES + JSONL_SUFFIXES:
+        return None, None, str(p)
+    recipes = list_recipes(recipes_dir)
+    if str(spec) in recipes:
+        return None, recipes[str(spec)], str(spec)
+    raise UsageError(f"unknown calibration recipe or file {str(spec)!r}",
+                     f"use a recipe name ({', '.join(recipes) or 'none found'}), a recipe .yaml, or a "
+                     f"{'/'.join(TEXT_SUFFIXES + JSONL_SUFFIXES)} file")
+
+
+def resolve_calibration(spec: str | Path | None, tokenizer, recipes_dir: Path | None = None,
+                        **overrides) -> CalibData:
+    """Calibration samples for `spec` (recipe name, recipe .yaml, or a .txt / .jsonl file; None:
+    the reference recipe). overrides: samples, seq_len, seed, chat_template (None = keep)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    _, recipe_file, name = find_recipe(spec, recipes_dir)
+    if recipe_file is not None:
+        recipe = load_recipe(recipe_file, overrides)
+        base = recipe_file.parent
+    else:  # a plain data file: the schema's defaults apply
+        recipe = _validate({"source": str(Path(spec).expanduser())}, overrides, "--calib")
+        base = Path.cwd()
+    src = _read_source(recipe, base)
+    ids, records_used = _tokens(src, tokenizer, recipe)
+    windows, note = cut_windows(ids, recipe.samples, recipe.seq_len, recipe.seed, src.label)
+    resolved = {"name": name, "file": str(recipe_file) if recipe_file else None,
+                **recipe.model_dump(mode="json"), "tokens_available": len(ids),
+                "records_used": records_used, "records": len(src.records)}
+    if not resolved["description"]:
+        resolved.pop("description")
+    max_len = getattr(tokenizer, "model_max_length", None)
+    if isinstance(max_len, int) and max_len < recipe.seq_len:
+        note = ((note + "; ") if note else "") + \
+            f"seq_len {recipe.seq_len} exceeds the tokenizer's model_max_length {max_len}"
+    if note:
+        resolved["note"] = note
+    return CalibData(input_ids=torch.from_numpy(windows), source=src.label, sha256=src.sha256, recipe=resolved)
+
+
+def _read_source(recipe: Recipe, base: Path) -> SourceText:
+    s = recipe.source
+    if isinstance(s, HubSource):
+        return read_hub(s.dataset, s.split, s.field, s.data_files, s.config,
+                        max_chars=recipe.samples * recipe.seq_len * 8 * READ_FACTOR)
+    if s == "reference":
+        return read_reference()
+    file, field = (s.file, s.field) if isinstance(s, FileSource) else (s, None)
+    path = Path(file).expanduser()
+    path = path if path.is_absolute() else base / path
+    if path.suffix in JSONL_SUFFIXES:
+        return read_jsonl(path, field or "text")
+    if field is not None:
+        raise UsageError(f"calibration source {path} is not JSON lines, but a `field` ({field}) is given",
+                         "remove `field:` for a text file, or name a .jsonl file")
+    return read_text_file(path)
+
+
+def _tokens(src: SourceText, tokenizer, recipe: Recipe) -> tuple[list[int], int]:
+    """Token stream of the records in order, stopping once READ_FACTOR x samples x seq_len are read."""
+    if recipe.chat_template and not getattr(tokenizer, "chat_template", None):
+        raise UsageError("the calibration recipe sets chat_template: on, but this tokenizer has no chat template",
+                         "set chat_template: off in the recipe (or --calib-chat-template off), or use a "
+                         "checkpoint whose tokenizer_config.json defines chat_template")
+    budget = READ_FACTOR * recipe.samples * recipe.seq_len
+    ids: list[int] = []
+    for n, rec in enumerate(src.records, 1):
+        if recipe.chat_template:
+            messages = rec if isinstance(rec, list) else [{"role": "user", "content": rec}]
+            rec = tokenizer.apply_chat_template(messages, tokenize=False)
+        elif isinstance(rec, list):
+            raise UsageError(f"calibration source {src.label} holds chat messages, and chat_template is off",
+                             "set chat_template: on in the recipe, or point `field:` at a text field")
+        ids += _tokenize_lines(tokenizer, rec)
+        if len(ids) >= budget:
+            return ids, n
+    return ids, len(src.records)
+
+
+def cut_windows(ids: list[int], samples: int, seq_len: int, seed: int, label: str = "the text"
+                ) -> tuple[np.ndarray, str | None]:
+    """`samples` non-overlapping windows of seq_len tokens drawn with `seed` -> ((N, T) int64, note).
+    A text too short for all of them gives every window it holds, and a note saying so."""
+    avail = len(ids) // seq_len
+    if avail == 0:
+        raise UsageError(f"calibration source {label} has {len(ids)} tokens, fewer than one {seq_len}-token window",
+                         f"use a longer text (at least {seq_len} tokens) or a smaller seq_len")
+    rng = np.random.default_rng(seed)
+    shift = int(rng.integers(0, len(ids) - avail * seq_len + 1))
+    n = min(samples, avail)
+    starts = shift + rng.permutation(avail)[:n] * seq_len
+    arr = np.asarray(ids, dtype=np.int64)
+    windows = np.stack([arr[s:s + seq_len] for s in starts])
+    note = None
+    if n < samples:
+        note = (f"the text holds {len(ids)} tokens, fewer than samples x seq_len = {samples} x {seq_len} = "
+                f"{samples * seq_len}: using {n} windows")
+    return windows, note
