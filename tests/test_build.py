@@ -44,20 +44,20 @@ def test_build_writes_a_checked_artifact(built, ref_name, method):
 def test_quantization_damage_is_ordered(built, ref_name):
     """INT4 RTN is measurably worse than FP16; INT8 stays within 0.5 % of FP16 perplexity.
 
-    "Measurably": INT4's perplexity change through ONNX exceeds five times the FP16 build's
-    (the noise floor of FP16 activations and of the export) and 0.1 %; the PyTorch fake-quant
-    model, with no export in the way, shows the same sign. The reference checkpoints quantize
-    gently (see src/dsedge/reference/README.md), so no larger figure is asserted."""
+    "Measurably" is asserted on the next-token distributions: INT4's KL against FP16 is over ten
+    times INT8's and a hundred times the FP16 build's own (FP16 activations, the export), and it
+    agrees less often on the top-1 token. Perplexity is reported but not asserted to rise: on
+    these tiny checkpoints INT4 RTN moves it by hundredths of a percent (see
+    src/dsedge/reference/README.md), within the noise of FP16 activations."""
     fp16, int8, int4 = (built(ref_name, m).report for m in ("fp16", "int8", "rtn"))
-    ref_ppl = fp16["fp16_reference"]["perplexity"]
-    noise = abs(fp16["ppl_change_pct"])
-    summary = {m: r["ppl_change_pct"] for m, r in (("fp16", fp16), ("int8", int8), ("rtn", int4))}
-    assert noise < 0.1, summary
-    assert abs(int8["ppl_change_pct"]) < 0.5, summary
-    assert int4["ppl_change_pct"] > max(0.1, 5 * noise), summary
-    assert int4["pytorch"]["perplexity"] > ref_ppl and int4["onnx"]["perplexity"] > ref_ppl
-    assert int4["onnx"]["kl"] > int8["onnx"]["kl"] > 0
-    assert int4["onnx"]["top1_agreement"] < int8["onnx"]["top1_agreement"] <= 1
+    figures = {m: (r["ppl_change_pct"], r["onnx"]["kl"], r["onnx"]["top1_agreement"])
+               for m, r in (("fp16", fp16), ("int8", int8), ("rtn", int4))}
+    assert abs(fp16["ppl_change_pct"]) < 0.1, figures
+    assert abs(int8["ppl_change_pct"]) < 0.5, figures
+    assert abs(int4["ppl_change_pct"]) < 2, figures
+    assert int4["onnx"]["kl"] > 10 * int8["onnx"]["kl"] > 0, figures
+    assert int4["onnx"]["kl"] > 100 * fp16["onnx"]["kl"], figures
+    assert int4["onnx"]["top1_agreement"] < int8["onnx"]["top1_agreement"] <= 1, figures
     assert int4["size_mb"] < int8["size_mb"] < fp16["size_mb"]
     assert fp16["fp16_reference"]["task_accuracy"] > 0.8
 

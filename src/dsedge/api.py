@@ -32,7 +32,8 @@ from .plan import plan_host
 from .plan.host import TRUNCATED_LAYERS
 from .quantize import Int4WeightOnlyConfig, QuantConfig, WeightSource, apply_fake_quant, quantize_model
 from .report import write_reports
-from .targets import find_target
+from .plan.budget import budget_table, estimate_budgets, missed_budgets
+from .targets import apply_budget_overrides, find_target
 
 StageHook = Callable[[str], ContextManager]
 STAGES = ("load", "quantize", "export", "validate", "check")
@@ -52,18 +53,21 @@ def default_output(model_name: str, quant: QuantConfig, target: str) -> Path:
 
 def build(model: str | Path | None = None, target: str = "orin", quant: QuantConfig | None = None,
           output: str | Path | None = None, eval_path: str | Path | None = None, dtype: str = "float16",
-          allow_pickle: bool = False, overwrite: bool = False, targets_dir: Path | None = None,
+          eval_separator: str = "newline", allow_pickle: bool = False, overwrite: bool = False, targets_dir: Path | None = None,
           latency: bool = True, generate_tokens: int = 16, force: bool = False,
           check_scope: str = "auto", use_cache: bool = True, max_memory_gb: float | None = None,
-          stage: StageHook | None = None) -> BuildResult:
+          budgets: list[str] | tuple[str, ...] = (), stage: StageHook | None = None) -> BuildResult:
     """Load, quantize, export to ONNX, validate against PyTorch, check accuracy; write an artifact.
 
     model: a checkpoint folder or hub id; None builds the bundled reference checkpoint.
+    eval_separator: how lines of an --eval file are joined: "newline" (continuous text) or "eos"
+    (one document per line). The bundled reference eval text always uses "eos".
     check_scope: "auto" (full checks when the model fits this host twice in FP32, else
     validation on the first layers only), "full" or "truncated".
     force: build even when the planner predicts the host's memory is too small.
     use_cache: reuse finished stages of an identical earlier build (see dsedge.cache).
     max_memory_gb: plan as if this host had only this much memory available.
+    budgets: overrides of the target's budgets, "NAME=VALUE" (after ./dsedge.yaml's `budgets:`).
     stage: optional hook, called as `with stage(name):` around each of STAGES (progress bars).
     """
     stage = stage or (lambda name: contextlib.nullcontext())
@@ -88,7 +92,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     with timed("load"):
         is_reference = model is None
         ckpt = open_checkpoint(reference.checkpoint_path() if is_reference else model, allow_pickle)
-        tgt = find_target(target, targets_dir)
+        tgt = apply_budget_overrides(find_target(target, targets_dir), budgets)
         out = Artifact(Path(output) if output else default_output(ckpt.name, quant, tgt.name), overwrite)
         out.check_destination()
         ckpt.validate()
@@ -103,11 +107,11 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                 f"this host has {d['available_gib']:.1f} GiB available",
                 "free memory or use a bigger host; --force tries anyway")
         tokenizer = ckpt.tokenizer()
-        if eval_path is None:
-            eval_file, task_file = reference.eval_text_path(), reference.task_path()
+        if eval_path is None:  # the reference corpus: one sentence per line, trained with </s> between
+            eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
         else:
-            eval_file, task_file = Path(eval_path), None
-        data = load_eval(tokenizer, eval_file, task_file)
+            eval_file, task_file, sep = Path(eval_path), None, eval_separator
+        data = load_eval(tokenizer, eval_file, task_file, separator=sep)
         # Every stage reads weights through this: memory-mapped, one tensor at a time, rounded to
         # FP16 (the reference precision) whatever the checkpoint's dtype.
         source = WeightSource(tensor=lambda key: _finite(key, ckpt.tensor(key)).to(torch.float16).float())
@@ -159,13 +163,18 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         report = _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, lat, data, times,
                          staging, plan)
         report["reused_stages"] = cache.reused
+        report["budgets"] = budget_table(estimate_budgets(
+            json.loads((ckpt.path / "config.json").read_text()), tgt, quant.method, quant.bits,
+            report["ppl_change_pct"]), tgt)
+        report["budgets_missed"] = missed_budgets(report["budgets"])
         times["total"] = round(time.perf_counter() - t_start, 3)
         write_reports(staging, report)
         manifest = write_manifest(
             staging, dsedge_version=__version__,
             source={"model": str(ckpt.path), "name": ckpt.name, "architecture": ckpt.architecture,
                     "sha256": ckpt.sha256(), "reference_checkpoint": is_reference},
-            quantization=quant.to_dict(), target={"name": tgt.name, "file": tgt.source_file},
+            quantization=quant.to_dict(),
+            target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump()},
             export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data},
             eval=data.describe(), check={"onnxruntime_qdq_matmulnbits_accuracy_level": ACCURACY_LEVEL,
                                          "scope": plan.scope, "layers": plan.check_layers})

@@ -87,6 +87,7 @@ def build(
     asym: bool = typer.Option(False, "--asym", help="Asymmetric weights (zero points; TensorRT needs symmetric)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
+    eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
     dtype: str = typer.Option("float16", "--dtype", help="Activation dtype of the graph: float16 (TensorRT) or float32."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load pytorch_model.bin files (pickle can run code)."),
@@ -96,6 +97,8 @@ def build(
     check: str = typer.Option("auto", "--check", help="auto | full | truncated: PyTorch checks on the whole model or its first layers."),
     force: bool = typer.Option(False, "--force", help="Build even if the planner predicts this host lacks the memory."),
     max_memory: Optional[float] = typer.Option(None, "--max-memory", help="Plan for at most this many GiB (default: what the host has available)."),
+    budget: list[str] = typer.Option([], "--budget", help="Override a target budget, NAME=VALUE (repeatable; NAME=none drops it)."),
+    no_budget_fail: bool = typer.Option(False, "--no-budget-fail", help="Exit 0 even when a budget is missed."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json instead of the table."),
 ):
     """Load, quantize, export to ONNX, validate and check; write an artifact folder."""
@@ -105,28 +108,37 @@ def build(
 
         quant = config_from_options(method, bits, group_size, False if asym else None)
         with _progress(not as_json) as stage:
-            res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file, dtype=dtype,
+            res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file, eval_separator=eval_separator, dtype=dtype,
                             allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
-                            max_memory_gb=max_memory,
-                            stage=stage)
+                            max_memory_gb=max_memory, budgets=budget, stage=stage)
         if res.report.get("reused_stages"):
             console.print(f"reused from cache: {', '.join(res.report['reused_stages'])} (--no-cache to redo)",
                           highlight=False)
+        missed = res.report.get("budgets_missed") or []
         if as_json:
             out.print_json(json.dumps(res.report))
-            return
-        from .report import summary_rows
-
-        table = Table(title="dsedge build", show_header=True)
-        table.add_column("metric", style="bold")
-        table.add_column("value")
-        for k, v in summary_rows(res.report):
-            table.add_row(k, v)
-        out.print(table)
-        out.print(f"artifact: {res.path}", highlight=False)
+        else:
+            _print_summary(res)
+        if missed:
+            console.print(f"budget missed: {', '.join(missed)} (see the report; --budget NAME=VALUE or "
+                          f"--no-budget-fail to accept)", highlight=False)
+            if not no_budget_fail:
+                raise typer.Exit(1)
 
     _run(go)
+
+
+def _print_summary(res) -> None:
+    from .report import summary_rows
+
+    table = Table(title="dsedge build", show_header=True)
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    for k, v in summary_rows(res.report):
+        table.add_row(k, v)
+    out.print(table)
+    out.print(f"artifact: {res.path}", highlight=False)
 
 
 targets_app = typer.Typer(help="List targets (targets/*.yaml) or show one.", invoke_without_command=True)
@@ -174,6 +186,46 @@ def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = typer.Option(
                           f"{t.memory.usable_gb:g}/{t.memory.total_gb:g} GB", f"{t.memory.bandwidth_gbs:g} GB/s",
                           t.tensorrt.version)
         out.print(table)
+
+    _run(go)
+
+
+@app.command()
+def plan(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder, its config.json, or a hub id (only config.json is read)."),
+    target: str = typer.Option("orin", "--target", "-t", help="Target name or alias."),
+    bits: Optional[int] = typer.Option(None, "--bits", help="4, 8 or 16 (default 16)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Quantization method (default: from --bits)."),
+    context: Optional[int] = typer.Option(None, "--context", help="Context length (default: the target's max_context)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the target's max_batch)."),
+    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Memory plan of a model on a target from config.json alone: weights, KV cache, workspace, fits or not."""
+    def go():
+        from .load.config import read_config
+        from .plan.memory import GiB, options, plan_memory
+        from .targets import find_target
+
+        config = read_config(model)
+        t = find_target(target, targets_dir)
+        p = plan_memory(config, t, bits, context, batch, method)
+        opts = options(config, t, p.context, p.batch)
+        if as_json:
+            out.print_json(json.dumps({"plan": p.to_dict(), "options": [o.to_dict() for o in opts]}))
+        else:
+            table = Table(title=f"{p.architecture} on {t.name}: {p.method}, context {p.context}, batch {p.batch}")
+            for col in ("item", "GiB", "how"):
+                table.add_column(col)
+            for row in p.rows():
+                table.add_row(*row)
+            out.print(table)
+            out.print("options: " + "; ".join(
+                f"{o.precision} {o.plan.total_bytes / GiB:.1f} GiB "
+                + ("fits" if o.fits else "not supported by the target" if not o.supported else "does not fit")
+                for o in opts), highlight=False)
+        if not p.fits:
+            raise typer.Exit(1)
 
     _run(go)
 

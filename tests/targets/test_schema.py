@@ -49,6 +49,52 @@ def test_bad_target_files_name_file_and_key(tmp_path, mutate, match):
         find_target("mine", d)
 
 
+@pytest.mark.parametrize("alias,name", [("orin", "orin-agx-64"), ("rtx", "rtx-4090"), ("nano", "orin-nano-8"),
+                                        ("orin-nx", "orin-nx-16"), ("l40", "l40"), ("h100", "h100")])
+def test_aliases_resolve(alias, name):
+    assert find_target(alias).name == name
+
+
+def test_shipped_targets_are_consistent():
+    ts = list_targets()
+    assert set(ts) >= {"orin-agx-64", "orin-agx-32", "orin-nx-16", "orin-nano-8", "rtx-4090", "l40", "h100"}
+    for t in ts.values():
+        assert ("fp8" in t.precisions) == (t.gpu.cc >= (8, 9)), t.name
+        assert t.profile.max_prompt <= t.profile.max_context and t.power_w > 0
+        assert (t.kind == "jetson") == (t.tensorrt.jetpack is not None), t.name
+    assert ts["rtx-4090"].gpu.hardware_compat_group == ts["l40"].gpu.hardware_compat_group
+    assert ts["h100"].gpu.hardware_compat_group != ts["l40"].gpu.hardware_compat_group
+    assert {ts[n].tensorrt.version for n in ("orin-agx-64", "orin-agx-32", "orin-nx-16", "orin-nano-8")} == {"10.3"}
+
+
+def test_nano_super_mode():
+    nano = find_target("nano")
+    assert nano.power_mode == "MAXN_SUPER" and nano.memory.bandwidth_gbs == 102
+    base = nano.at_mode("15W")
+    assert base.memory.bandwidth_gbs == 68 and base.compute.int8_dense_tops == 20 and base.power_w == 15
+    assert nano.at_mode("25W").memory.bandwidth_gbs == 102          # no figures of its own: inherits
+    with pytest.raises(TargetError, match="no power mode 'turbo'"):
+        nano.at_mode("turbo")
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.update(precisions=["fp16", "fp8"]), r"mine.yaml: precisions: .*fp8 needs compute capability >= 8.9"),
+    (lambda d: d["tensorrt"].update(version="8.6"), r"precisions: .*int4_weight_only needs TensorRT >= 10.0"),
+    (lambda d: d.update(power_mode="turbo"), r"mine.yaml: power_mode: .*'turbo' is not one of power_modes"),
+    (lambda d: d["memory"].update(usable_gb=100), r"mine.yaml: memory: .*usable_gb 100 exceeds total_gb 64"),
+    (lambda d: d["profile"].update(max_prompt=8192), r"mine.yaml: profile: .*max_prompt 8192 exceeds max_context"),
+    (lambda d: d["gpu"].update(compute_capability=8.7), r"gpu.compute_capability: input should be a valid string"),
+    (lambda d: d["power_modes"]["MAXN"].update(volts=3), r"power_modes.MAXN.volts: unknown key"),
+    (lambda d: d["efficiency"].update(decode_bandwidth=1.5), r"efficiency.decode_bandwidth: input should be less"),
+    (lambda d: d.pop("efficiency"), r"mine.yaml: efficiency: field required"),
+    (lambda d: d.update(source_file="x"), r"mine.yaml: source_file: unknown key"),
+])
+def test_inconsistent_target_files_name_file_and_key(tmp_path, mutate, match):
+    d = _write(tmp_path, mutate)
+    with pytest.raises(TargetError, match=match):
+        find_target("mine", d)
+
+
 def test_unknown_target_lists_known_ones():
     with pytest.raises(TargetError, match="unknown target 'mars'") as e:
         find_target("mars")

@@ -22,7 +22,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from ..check.accuracy import _tokenize_lines
+from ..check.accuracy import tokenize_lines as _tokenize_lines
 from ..errors import UsageError
 from . import CalibData
 from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
@@ -114,20 +114,20 @@ def _validate(data: dict, overrides: dict, where: str) -> Recipe:
                          "see calibration/reference.yaml for the keys and their types") from None
 
 
-def find_recipe(spec: str | Path | None, recipes_dir: Path | None = None) -> tuple[Recipe | None, Path | None, str]:
-    """-> (recipe, recipe file, name); recipe None means `spec` is a plain data file."""
+def find_recipe(spec: str | Path | None, recipes_dir: Path | None = None) -> tuple[Path | None, str]:
+    """-> (recipe file, name); no recipe file means `spec` is a plain data file."""
     if spec is None:
         spec = DEFAULT_RECIPE
     p = Path(spec).expanduser()
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
             raise UsageError(f"calibration recipe {p} does not exist", "pass an existing recipe file or a recipe name")
-        return None, p, p.stem
+        return p, p.stem
     if p.suffix in TEXT_SUFFIXES + JSONL_SUFFIXES:
-        return None, None, str(p)
+        return None, str(p)
     recipes = list_recipes(recipes_dir)
     if str(spec) in recipes:
-        return None, recipes[str(spec)], str(spec)
+        return recipes[str(spec)], str(spec)
     raise UsageError(f"unknown calibration recipe or file {str(spec)!r}",
                      f"use a recipe name ({', '.join(recipes) or 'none found'}), a recipe .yaml, or a "
                      f"{'/'.join(TEXT_SUFFIXES + JSONL_SUFFIXES)} file")
@@ -138,7 +138,7 @@ def resolve_calibration(spec: str | Path | None, tokenizer, recipes_dir: Path | 
     """Calibration samples for `spec` (recipe name, recipe .yaml, or a .txt / .jsonl file; None:
     the reference recipe). overrides: samples, seq_len, seed, chat_template (None = keep)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    _, recipe_file, name = find_recipe(spec, recipes_dir)
+    recipe_file, name = find_recipe(spec, recipes_dir)
     if recipe_file is not None:
         recipe = load_recipe(recipe_file, overrides)
         base = recipe_file.parent

@@ -23,14 +23,17 @@ class EvalData:
     source: str
     sha256: str                                      # of the eval text (and task file) bytes
     window: int
+    separator: str = "newline"
 
     def describe(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "windows": int(len(self.windows)),
-                "window_tokens": self.window, "task_examples": len(self.task)}
+                "window_tokens": self.window, "line_separator": self.separator, "task_examples": len(self.task)}
 
 
 def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window: int = 128,
-              max_windows: int = 32, max_task: int = 100) -> EvalData:
+              max_windows: int = 32, max_task: int = 100, separator: str = "newline") -> EvalData:
+    """Windows of `window` tokens: BOS (when the tokenizer adds one) + window-1 tokens of the
+    text's stream (see tokenize_lines), non-overlapping, the shorter tail dropped."""
     text_path = Path(text_path)
     if not text_path.is_file():
         raise UsageError(f"eval file {text_path} does not exist", "pass --eval with an existing UTF-8 text file")
@@ -38,12 +41,16 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
     text = raw.decode("utf-8", errors="replace")
     if not text.strip():
         raise UsageError(f"eval file {text_path} is empty", "pass --eval with held-out text to measure perplexity on")
-    ids = _tokenize_lines(tokenizer, text)
-    if len(ids) < window:
+    ids = tokenize_lines(tokenizer, text, separator)
+    bos = _bos(tokenizer)
+    body = window - len(bos)
+    if len(ids) < body:
         raise UsageError(f"eval file {text_path} has {len(ids)} tokens, fewer than one {window}-token window",
                          f"use a longer text (at least {window} tokens)")
-    n = min(len(ids) // window, max_windows)
-    windows = np.asarray(ids[: n * window], dtype=np.int64).reshape(n, window)
+    n = min(len(ids) // body, max_windows)
+    windows = np.asarray(ids[: n * body], dtype=np.int64).reshape(n, body)        # (n, W - len(bos))
+    if bos:
+        windows = np.concatenate([np.full((n, 1), bos[0], np.int64), windows], axis=1)  # (n, W)
     h = hashlib.sha256(raw)
     task = []
     if task_path is not None and Path(task_path).is_file():
@@ -52,24 +59,42 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
         for line in task_raw.decode().splitlines()[:max_task]:
             if line.strip():
                 ex = json.loads(line)
-                p = tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
+                p = bos + tokenizer(ex["prompt"], add_special_tokens=False)["input_ids"]
                 a = tokenizer(" " + ex["answer"], add_special_tokens=False)["input_ids"]
                 task.append((p, a))
-    return EvalData(windows, task, str(text_path), h.hexdigest(), window)
+    return EvalData(windows, task, str(text_path), h.hexdigest(), window, separator)
 
 
-def _tokenize_lines(tokenizer, text: str) -> list[int]:
-    """Token stream of a text, line by line, lines joined by the tokenizer's own newline ids;
-    a tokenizer that encodes "\n" as nothing (word-level ones, like the reference models')
-    gets its EOS token between lines, the boundary such models were trained with."""
-    sep = tokenizer("\n", add_special_tokens=False)["input_ids"]
-    if not sep and getattr(tokenizer, "eos_token_id", None) is not None:
-        sep = [tokenizer.eos_token_id]
+SEPARATORS = ("newline", "eos")
+
+
+def tokenize_lines(tokenizer, text: str, separator: str = "newline") -> list[int]:
+    """Token stream of a text, line by line (no special tokens), each line followed by a separator:
+    "newline": the tokenizer's own ids for "\n" (continuous text such as wikitext); a tokenizer
+    that encodes "\n" as nothing (word-level ones) gets EOS instead;
+    "eos": the EOS token, for files holding one independent document per line (the reference
+    corpus, whose models were trained with </s> between sentences)."""
+    if separator not in SEPARATORS:
+        raise UsageError(f"separator {separator!r} is not one of {', '.join(SEPARATORS)}",
+                         "use --eval-separator newline (continuous text) or eos (one document per line)")
+    eos = getattr(tokenizer, "eos_token_id", None)
+    sep = tokenizer("\n", add_special_tokens=False)["input_ids"] if separator == "newline" else []
+    if not sep and eos is not None:
+        sep = [eos]
     ids: list[int] = []
     for line in text.splitlines():
         if line.strip():
             ids += tokenizer(line, add_special_tokens=False)["input_ids"] + sep
     return ids
+
+
+def _bos(tokenizer) -> list[int]:
+    """[BOS] when the tokenizer puts one in front of a text (as the model saw in training)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return []
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return [bos] if ids and ids[0] == bos else []
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -47,6 +47,12 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
                      f"prefill {lat['prompt_tokens']} tok {lat['prefill_ms_median']:.1f} ms, decode "
                      f"{lat['decode_ms_median']:.2f} ms/token ({lat['decode_tokens_per_s']:.0f} tok/s)"))
     rows.append(("TensorRT engine", "built" if r["engine"]["built"] else f"not built: {r['engine']['reason']}"))
+    for b in r.get("budgets") or []:
+        if b["value"] is None and b["budget"] is None:
+            continue
+        limit = "no budget" if b["budget"] is None else f"{'≤' if b['limit'] == 'max' else '≥'} {b['budget']:g}"
+        value = "—" if b["value"] is None else f"{b['value']:.4g}"
+        rows.append((f"budget {b['metric']} ({b['source'] or 'n/a'})", f"{value} {b['unit']} ({limit}): {b['status']}"))
     return rows
 
 
