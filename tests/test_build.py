@@ -38,6 +38,13 @@ def test_build_writes_a_checked_artifact(built, ref_name, method):
     assert gen["agrees"] and (gen["identical"] or gen["worst_margin_at_divergence"] <= gen["tolerance"]), gen
     assert abs(r["onnx"]["perplexity"] / r["pytorch"]["perplexity"] - 1) < 2e-3
     assert r["engine"]["built"] is False and r["engine"]["reason"]
+    # no TensorRT here: the graph is checked against the target's TensorRT, and the exact
+    # device-side build command is in the artifact
+    assert r["tensorrt_compat"]["ok"] and r["tensorrt_compat"]["tensorrt"] == "10.3"
+    script = (res.path / r["engine"]["device_script"]).read_text()
+    assert "trtexec" in script and "--onnx=model.onnx" in script and "dsedge engine build" in script
+    assert {b["metric"] for b in r["budgets"]} >= {"ttft_ms", "decode_tokens_per_s", "peak_memory_gb"}
+    assert all(b["source"] in ("estimated", "measured") for b in r["budgets"] if b["value"] is not None)
     assert "perplexity" in (res.path / "report.md").read_text()
 
 

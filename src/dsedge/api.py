@@ -25,6 +25,7 @@ from .artifact import Artifact, write_manifest
 from .errors import CheckpointError, HostMemoryError, UsageError
 from .check import ACCURACY_LEVEL, OnnxDecoder, evaluate, load_eval, measure_latency, validate_export
 from .cache import StageCache, cache_key
+from .engine.stage import engine_stage
 from .export import OPSET, TOLERANCE, ExportResult, export_onnx
 from .load import open_checkpoint
 from .load.checkpoint import CONFIG_FILES, TOKENIZER_FILES
@@ -36,7 +37,7 @@ from .plan.budget import budget_table, estimate_budgets, missed_budgets
 from .targets import apply_budget_overrides, find_target
 
 StageHook = Callable[[str], ContextManager]
-STAGES = ("load", "quantize", "export", "validate", "check")
+STAGES = ("load", "quantize", "export", "validate", "check", "engine")
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
@@ -56,7 +57,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
           eval_separator: str = "newline", allow_pickle: bool = False, overwrite: bool = False, targets_dir: Path | None = None,
           latency: bool = True, generate_tokens: int = 16, force: bool = False,
           check_scope: str = "auto", use_cache: bool = True, max_memory_gb: float | None = None,
-          budgets: list[str] | tuple[str, ...] = (), stage: StageHook | None = None) -> BuildResult:
+          budgets: list[str] | tuple[str, ...] = (), build_engine: bool = True, stage: StageHook | None = None) -> BuildResult:
     """Load, quantize, export to ONNX, validate against PyTorch, check accuracy; write an artifact.
 
     model: a checkpoint folder or hub id; None builds the bundled reference checkpoint.
@@ -67,6 +68,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     force: build even when the planner predicts the host's memory is too small.
     use_cache: reuse finished stages of an identical earlier build (see dsedge.cache).
     max_memory_gb: plan as if this host had only this much memory available.
+    build_engine: build the TensorRT engine when this machine can (else build_engine.sh is written).
     budgets: overrides of the target's budgets, "NAME=VALUE" (after ./dsedge.yaml's `budgets:`).
     stage: optional hook, called as `with stage(name):` around each of STAGES (progress bars).
     """
@@ -160,8 +162,12 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                 lat = measure_latency(decoder, vocab=ckpt.config.vocab_size) if latency else None
             del decoder, ref_model, q_model
 
+        with timed("engine"):
+            compat, engine = engine_stage(staging, tgt, targets_dir, build=build_engine)
+
         report = _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, lat, data, times,
                          staging, plan)
+        report["tensorrt_compat"], report["engine"] = compat, engine
         report["reused_stages"] = cache.reused
         report["budgets"] = budget_table(estimate_budgets(
             json.loads((ckpt.path / "config.json").read_text()), tgt, quant.method, quant.bits,
@@ -176,6 +182,8 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             quantization=quant.to_dict(),
             target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump()},
             export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data},
+            engine=engine,
+            tensorrt_compat={"ok": compat["ok"], "tensorrt": tgt.tensorrt.version},
             eval=data.describe(), check={"onnxruntime_qdq_matmulnbits_accuracy_level": ACCURACY_LEVEL,
                                          "scope": plan.scope, "layers": plan.check_layers})
     return BuildResult(out.path, report, manifest)
@@ -208,7 +216,10 @@ def _quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    # torchao (pulled in by llm-compressor / GPTQModel) warns on import about CUDA kernels it
+    # cannot load on a CPU machine, and torch's pytree about its enums: noise for dsedge users.
+    for name in ("torch.onnx", "torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _torch_logits(model):
@@ -279,9 +290,6 @@ def _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, l
         "export_fidelity": fidelity.to_dict(),
         "greedy_generation": gen,
         "host_latency": lat.to_dict() if lat else None,
-        "engine": {"built": False,
-                   "reason": "TensorRT engine builds are not implemented yet; the artifact holds the ONNX graph "
-                             "TensorRT 10 consumes (build it on the target with trtexec --onnx=model.onnx)"},
         "export": {"opset": exp.opset, "ops": exp.ops, "initializers": exp.initializers,
                    "external_data": exp.external_data},
         "stage_seconds": times,

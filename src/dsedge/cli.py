@@ -97,6 +97,7 @@ def build(
     check: str = typer.Option("auto", "--check", help="auto | full | truncated: PyTorch checks on the whole model or its first layers."),
     force: bool = typer.Option(False, "--force", help="Build even if the planner predicts this host lacks the memory."),
     max_memory: Optional[float] = typer.Option(None, "--max-memory", help="Plan for at most this many GiB (default: what the host has available)."),
+    no_engine: bool = typer.Option(False, "--no-engine", help="Do not build the TensorRT engine even where this machine could."),
     budget: list[str] = typer.Option([], "--budget", help="Override a target budget, NAME=VALUE (repeatable; NAME=none drops it)."),
     no_budget_fail: bool = typer.Option(False, "--no-budget-fail", help="Exit 0 even when a budget is missed."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json instead of the table."),
@@ -111,7 +112,8 @@ def build(
             res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file, eval_separator=eval_separator, dtype=dtype,
                             allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
-                            max_memory_gb=max_memory, budgets=budget, stage=stage)
+                            max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
+                            stage=stage)
         if res.report.get("reused_stages"):
             console.print(f"reused from cache: {', '.join(res.report['reused_stages'])} (--no-cache to redo)",
                           highlight=False)
@@ -186,6 +188,67 @@ def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = typer.Option(
                           f"{t.memory.usable_gb:g}/{t.memory.total_gb:g} GB", f"{t.memory.bandwidth_gbs:g} GB/s",
                           t.tensorrt.version)
         out.print(table)
+
+    _run(go)
+
+
+@app.command("check-onnx")
+def check_onnx_cmd(
+    artifact: Path = typer.Argument(..., help="Artifact folder or model.onnx."),
+    target: str = typer.Option("orin", "--target", "-t"),
+    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Check an exported ONNX against the target's TensorRT version (no TensorRT needed)."""
+    def go():
+        from .engine import check_onnx
+        from .errors import UsageError
+        from .targets import find_target
+
+        if not artifact.exists():
+            raise UsageError(f"{artifact} does not exist", "pass an artifact folder written by dsedge build, or its model.onnx")
+        rep = check_onnx(artifact, find_target(target, targets_dir))
+        if as_json:
+            out.print_json(json.dumps(rep.to_dict()))
+        else:
+            out.print(rep.summary(), highlight=False, soft_wrap=True)
+        if not rep.ok:
+            raise typer.Exit(1)
+
+    _run(go)
+
+
+engine_app = typer.Typer(help="TensorRT engines: build one from an artifact on the device.", no_args_is_help=True)
+app.add_typer(engine_app, name="engine")
+
+
+@engine_app.command("build")
+def engine_build(
+    artifact: Path = typer.Argument(..., help="Artifact folder written by dsedge build."),
+    target: str = typer.Option("orin", "--target", "-t"),
+    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
+):
+    """Build model.engine inside the artifact (needs TensorRT and a GPU matching the target)."""
+    def go():
+        from .artifact import read_manifest, write_manifest
+        from .engine import ENGINE_FILE, build_engine, check_onnx
+        from .engine.stage import settings_for
+        from .errors import UsageError
+        from .targets import find_target
+
+        if not (artifact / "manifest.json").is_file():
+            raise UsageError(f"{artifact} is not a dsedge artifact (no manifest.json)", "pass a folder written by dsedge build")
+        t = find_target(target, targets_dir)
+        rep = check_onnx(artifact, t)
+        if not rep.ok:
+            raise UsageError(rep.summary(), "rebuild the artifact with settings this TensorRT takes (see the problems)")
+        settings = settings_for(artifact / "model.onnx", t, targets_dir)
+        info = build_engine(artifact / "model.onnx", t, settings, artifact / ENGINE_FILE)
+        manifest = read_manifest(artifact)
+        fields = {k: v for k, v in manifest.items() if k not in ("manifest_version", "created_unix", "versions", "files")}
+        fields["engine"] = {"built": True, "settings": settings.to_dict(), **info.to_dict()}
+        write_manifest(artifact, **fields)
+        out.print(f"engine: {info.path} ({info.bytes / 2**20:.1f} MiB, {info.seconds:.0f} s)", highlight=False)
 
     _run(go)
 

@@ -46,7 +46,17 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         rows.append(("host latency (onnxruntime CPU)",
                      f"prefill {lat['prompt_tokens']} tok {lat['prefill_ms_median']:.1f} ms, decode "
                      f"{lat['decode_ms_median']:.2f} ms/token ({lat['decode_tokens_per_s']:.0f} tok/s)"))
-    rows.append(("TensorRT engine", "built" if r["engine"]["built"] else f"not built: {r['engine']['reason']}"))
+    compat = r.get("tensorrt_compat")
+    if compat:
+        rows.append((f"TensorRT {compat['tensorrt']} compatibility",
+                     "compatible" if compat["ok"] else "NOT compatible: " + "; ".join(
+                         f"{p['node']}: {p['reason']}" for p in compat["problems"][:3])))
+    eng = r["engine"]
+    if eng["built"]:
+        rows.append(("TensorRT engine", f"built: {eng.get('file', 'model.engine')}"))
+    else:
+        where = f"; on the device run ./{eng['device_script']}" if eng.get("device_script") else ""
+        rows.append(("TensorRT engine", f"not built: {eng['reason']}{where}"))
     for b in r.get("budgets") or []:
         if b["value"] is None and b["budget"] is None:
             continue
