@@ -24,14 +24,17 @@ from . import __version__, reference
 from .artifact import Artifact, write_manifest
 from .errors import CheckpointError, HostMemoryError, UsageError
 from .check import ACCURACY_LEVEL, OnnxDecoder, evaluate, load_eval, measure_latency, validate_export
-from .cache import StageCache, cache_key
+from .cache import CachedLogits, StageCache, cache_key
 from .engine.stage import engine_stage
 from .export import OPSET, TOLERANCE, ExportResult, export_onnx
 from .load import open_checkpoint
 from .load.checkpoint import CONFIG_FILES, TOKENIZER_FILES
 from .plan import plan_host
 from .plan.host import TRUNCATED_LAYERS
-from .quantize import Int4WeightOnlyConfig, QuantConfig, WeightSource, apply_fake_quant, quantize_model
+from .calib.recipes import resolve_calibration
+from .quantize import (Int4WeightOnlyConfig, QuantConfig, QuantResult, WeightSource, apply_act_fake_quant, apply_fake_quant,
+                       apply_tensors, quantize_model)
+from .quantize.calibrated import CalibratedConfig
 from .report import write_reports
 from .plan.budget import budget_table, estimate_budgets, missed_budgets
 from .targets import apply_budget_overrides, find_target
@@ -54,7 +57,7 @@ def default_output(model_name: str, quant: QuantConfig, target: str) -> Path:
 
 def build(model: str | Path | None = None, target: str = "orin", quant: QuantConfig | None = None,
           output: str | Path | None = None, eval_path: str | Path | None = None, dtype: str = "float16",
-          eval_separator: str = "newline", allow_pickle: bool = False, overwrite: bool = False, targets_dir: Path | None = None,
+          eval_separator: str = "newline", reference_model: str | Path | None = None, calib_spec: str | Path | None = None, allow_pickle: bool = False, overwrite: bool = False, targets_dir: Path | None = None,
           latency: bool = True, generate_tokens: int = 16, force: bool = False,
           check_scope: str = "auto", use_cache: bool = True, max_memory_gb: float | None = None,
           budgets: list[str] | tuple[str, ...] = (), build_engine: bool = True, stage: StageHook | None = None) -> BuildResult:
@@ -63,6 +66,10 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     model: a checkpoint folder or hub id; None builds the bundled reference checkpoint.
     eval_separator: how lines of an --eval file are joined: "newline" (continuous text) or "eos"
     (one document per line). The bundled reference eval text always uses "eos".
+    reference_model: for an imported (already quantized) checkpoint, the original it came from:
+    accuracy is then measured against it; without it, perplexity only.
+    calib_spec: calibration for gptq / awq / smoothquant: a recipe name (calibration/*.yaml), a
+    recipe file, or a .txt / .jsonl file; None: the reference recipe.
     check_scope: "auto" (full checks when the model fits this host twice in FP32, else
     validation on the first layers only), "full" or "truncated".
     force: build even when the planner predicts the host's memory is too small.
@@ -73,6 +80,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     stage: optional hook, called as `with stage(name):` around each of STAGES (progress bars).
     """
     stage = stage or (lambda name: contextlib.nullcontext())
+    user_quant = quant
     quant = quant or Int4WeightOnlyConfig()
     if dtype not in _DTYPES:
         raise UsageError(f"--dtype {dtype} is not supported", "use float16 (TensorRT) or float32")
@@ -94,6 +102,16 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     with timed("load"):
         is_reference = model is None
         ckpt = open_checkpoint(reference.checkpoint_path() if is_reference else model, allow_pickle)
+        if ckpt.prequant is not None:  # an imported GPTQ / AWQ / compressed-tensors checkpoint
+            if user_quant is not None:
+                raise UsageError(f"{ckpt.name} is already quantized ({ckpt.prequant.label()}, "
+                                 f"{ckpt.prequant.format}); it is imported as it is",
+                                 "drop --method / --bits / --group-size (pass --reference ORIGINAL for accuracy)")
+            quant = ImportedConfig(ckpt.prequant)
+        ref_ckpt = open_checkpoint(reference_model, allow_pickle) if reference_model else None
+        if ref_ckpt is not None and ckpt.prequant is None:
+            raise UsageError("--reference is for imported (already quantized) checkpoints",
+                             "drop --reference: dsedge quantizes --model itself and compares with it")
         tgt = apply_budget_overrides(find_target(target, targets_dir), budgets)
         out = Artifact(Path(output) if output else default_output(ckpt.name, quant, tgt.name), overwrite)
         out.check_destination()
@@ -119,19 +137,36 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         source = WeightSource(tensor=lambda key: _finite(key, ckpt.tensor(key)).to(torch.float16).float())
 
     with timed("quantize"):
-        qres = quantize_model(quant, source, ckpt.spec, ckpt.n_layers,
-                              lambda n: ckpt.index[f"{n}.weight"].shape[1])
+        calib = None
+        if isinstance(quant, CalibratedConfig):
+            # Calibrated methods need the whole model (FP32 on FP16-rounded weights, its own copy:
+            # the library edits it) and calibration data; peak memory is that model plus one
+            # layer's calibration activations (see quantize/backends/llmcompressor.py).
+            calib = resolve_calibration(calib_spec, tokenizer)
+            source.model = lambda: _round_to_fp16(ckpt.load_model(torch.float32))
+        if isinstance(quant, ImportedConfig):  # nothing to quantize: the codes come from the checkpoint
+            qres = QuantResult(quant, ckpt.prequant.weights)
+        else:
+            qres = quantize_model(quant, source, ckpt.spec, ckpt.n_layers,
+                                  lambda n: ckpt.index[f"{n}.weight"].shape[1], calib)
+        if calib is not None:
+            _round_scales_to_fp16(qres)
+        # what the graph and the PyTorch check read: the method's changed tensors (smoothed norms), else the checkpoint's
+        weights_of = source.tensor if not qres.tensors else (
+            lambda key: qres.tensors[key].float() if key in qres.tensors else source.tensor(key))
 
     with out as staging, torch.no_grad(), tempfile.TemporaryDirectory(dir=staging.parent,
                                                                       prefix=f".{out.path.name}.check-") as scratch:
         with timed("export"):
-            key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__)
+            key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__,
+                            calib.describe() if calib else None)
             entry = cache.get("export", key)
             if entry:
                 meta = cache.restore(entry, staging, "export")
                 exp = ExportResult(path=staging / "model.onnx", **meta)
             else:
-                exp = export_onnx(ckpt.config, source.tensor, qres.weights, qres.spec, staging / "model.onnx", act_dtype)
+                exp = export_onnx(ckpt.config, weights_of, qres.weights, qres.spec, staging / "model.onnx", act_dtype,
+                                  act_scales=qres.act_scales)
                 cache.put("export", key, sorted(staging.glob("model.onnx*")),
                           {k: v for k, v in exp.__dict__.items() if k != "path"})
             for f in TOKENIZER_FILES + CONFIG_FILES:
@@ -141,14 +176,19 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         with timed("validate"):
             full = plan.scope == "full"
             # FP16 reference weights, run in FP32; the whole model, or its first layers + head
-            ref_model = _round_to_fp16(ckpt.load_model(torch.float32, layers=None if full else plan.check_layers))
+            layers = None if full else plan.check_layers
+            ref_model = _round_to_fp16(ckpt.load_model(torch.float32, layers=layers))
             if full:
                 checked_onnx = exp.path
             else:  # the same weights, first layers only, exported the same way
-                checked_onnx = export_onnx(ref_model.config, source.tensor, qres.weights, qres.spec,
-                                           Path(scratch) / "truncated.onnx", act_dtype).path
-            q_model = apply_fake_quant(copy.deepcopy(ref_model) if full else ref_model, qres.weights,
-                                       only=_module_names(ref_model))
+                checked_onnx = export_onnx(ref_model.config, weights_of, qres.weights, qres.spec,
+                                           Path(scratch) / "truncated.onnx", act_dtype, act_scales=qres.act_scales).path
+            q_model = copy.deepcopy(ref_model) if full and ref_ckpt is None else ref_model
+            if ref_ckpt is not None:  # the original the imported checkpoint was quantized from
+                ref_model = _round_to_fp16(ref_ckpt.load_model(torch.float32, layers=layers))
+            apply_tensors(q_model, qres.tensors)
+            apply_fake_quant(q_model, qres.weights, only=_module_names(ref_model))
+            apply_act_fake_quant(q_model, qres.act_scales, only=_module_names(ref_model))
             decoder = OnnxDecoder(checked_onnx)
             atol, rtol = TOLERANCE[act_dtype]
             fidelity = validate_export(decoder, q_model, atol, rtol)
@@ -157,8 +197,15 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         with timed("check"):
             metrics, lat = None, None
             if full:
-                metrics = evaluate({"fp16_reference": _torch_logits(ref_model), "pytorch": _torch_logits(q_model),
-                                    "onnx": decoder.logits}, data, reference="fp16_reference")
+                if isinstance(quant, ImportedConfig) and ref_ckpt is None:  # no original to compare with
+                    metrics = evaluate({"pytorch": _torch_logits(q_model), "onnx": decoder.logits}, data)
+                else:
+                    src = ref_ckpt or ckpt
+                    ref_logits = CachedLogits(_torch_logits(ref_model), cache,
+                                              cache_key("reference_logits", src.sha256(), data.describe(), __version__))
+                    metrics = evaluate({"fp16_reference": ref_logits, "pytorch": _torch_logits(q_model),
+                                        "onnx": decoder.logits}, data, reference="fp16_reference")
+                    ref_logits.save(Path(scratch))
                 lat = measure_latency(decoder, vocab=ckpt.config.vocab_size) if latency else None
             del decoder, ref_model, q_model
 
@@ -170,7 +217,8 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         report["tensorrt_compat"], report["engine"] = compat, engine
         report["reused_stages"] = cache.reused
         report["budgets"] = budget_table(estimate_budgets(
-            json.loads((ckpt.path / "config.json").read_text()), tgt, quant.method, quant.bits,
+            json.loads((ckpt.path / "config.json").read_text()), tgt, getattr(quant, "plan_method", quant.method),
+            quant.bits,
             report["ppl_change_pct"]), tgt)
         report["budgets_missed"] = missed_budgets(report["budgets"])
         times["total"] = round(time.perf_counter() - t_start, 3)
@@ -184,9 +232,39 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data},
             engine=engine,
             tensorrt_compat={"ok": compat["ok"], "tensorrt": tgt.tensorrt.version},
+            calibration=calib.describe() if calib else None,
             eval=data.describe(), check={"onnxruntime_qdq_matmulnbits_accuracy_level": ACCURACY_LEVEL,
                                          "scope": plan.scope, "layers": plan.check_layers})
     return BuildResult(out.path, report, manifest)
+
+
+@dataclass(frozen=True)
+class ImportedConfig:
+    """Stands for the quantization config of an imported checkpoint (it is not re-quantized)."""
+    prequant: object
+    method = "prequantized"
+
+    @property
+    def bits(self) -> int:
+        return self.prequant.bits
+
+    @property
+    def plan_method(self) -> str:  # the native method with the same storage, for the planner
+        return "rtn" if self.bits == 4 else "int8"
+
+    def to_dict(self) -> dict:
+        return self.prequant.to_dict()
+
+    def label(self) -> str:
+        return self.prequant.label()
+
+
+def _round_scales_to_fp16(qres) -> None:
+    """Libraries return FP32 scales; the graph stores FP16 ones. Round them here so the PyTorch
+    check and the ONNX graph use the same values (a change of at most 2^-11 relative)."""
+    for w in qres.weights.values():
+        w.scale = w.scale.half().float()
+    qres.act_scales = {k: float(torch.tensor(v).half()) for k, v in qres.act_scales.items()}
 
 
 def _round_to_fp16(model):
@@ -273,6 +351,8 @@ def _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, l
         "model": {"name": ckpt.name, "architecture": ckpt.architecture, "reference_checkpoint": is_reference,
                   "layers": ckpt.n_layers, "params": plan.params},
         "quantization": {**quant.to_dict(), "label": quant.label(), "quantized_linears": len(qres.weights),
+                         "activations": (getattr(quant, "activation_scheme", None) if qres.act_scales
+                                         else "fp16 (weight-only)"),
                          "seconds": round(qres.total_seconds, 3)},
         "target": {"name": tgt.name, "tensorrt": tgt.tensorrt.version},
         "size_mb": round(onnx_bytes / 1e6, 3),
@@ -294,12 +374,53 @@ def _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, l
                    "external_data": exp.external_data},
         "stage_seconds": times,
     }
-    if metrics:
+    if metrics and "fp16_reference" in metrics:
         ref, onnx_m = metrics["fp16_reference"], metrics["onnx"]
         r.update({"fp16_reference": ref.to_dict(), "pytorch": metrics["pytorch"].to_dict(), "onnx": onnx_m.to_dict(),
                   "ppl_change_pct": round(100 * (onnx_m.perplexity / ref.perplexity - 1), 4)})
+    elif metrics:  # an imported checkpoint without --reference: absolute figures only
+        r.update({"pytorch": metrics["pytorch"].to_dict(), "onnx": metrics["onnx"].to_dict(),
+                  "accuracy_note": "imported checkpoint without --reference: perplexity and task accuracy are "
+                                   "absolute; no KL / top-1 / perplexity change against the original"})
     return r
 
 
 def load_report(artifact: Path) -> dict:
     return json.loads((Path(artifact) / "report.json").read_text())
+
+
+def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...] = ("fp16", "int8", "rtn"),
+            bits: int | None = None, group_size: int | None = None, target: str = "orin",
+            output: str | Path | None = None, overwrite: bool = False, progress: Callable | None = None,
+            **build_options) -> tuple[list[BuildResult], dict[str, Path]]:
+    """Build `model` once per method through the same pipeline (one artifact each under `output`)
+    and write compare.csv / compare.json / pareto.png there. `bits` / `group_size` apply to the
+    methods that take them (fp16 keeps 16 bits, int8 8). The FP16 reference logits are computed
+    by the first build and reused by the others (dsedge.cache); a rerun reuses finished stages.
+    progress: optional callback(method, index, total) called before each build."""
+    from .quantize import METHODS, config_from_options
+    from .report.compare import compare_rows, write_compare
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UsageError(f"unknown method(s): {', '.join(unknown) or '(none given)'}",
+                         f"use --methods with some of: {', '.join(METHODS)}")
+    configs = []
+    for m in methods:
+        b = bits if m not in ("fp16", "int8") else None
+        configs.append(config_from_options(m, b, group_size if m not in ("fp16", "int8") else None))
+    if output is None:
+        name = Path(str(model)).name if model else reference.DEFAULT_MODEL
+        output = Path("artifacts") / f"compare-{name}-{target}"
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} exists and is a file", "pass a folder path")
+    results = []
+    for i, q in enumerate(configs):
+        if progress:
+            progress(q.label(), i, len(configs))
+        results.append(build(model, target=target, quant=q, output=output / q.label(), overwrite=overwrite,
+                             **build_options))
+    rows = compare_rows([r.report for r in results])
+    files = write_compare(rows, output)
+    return results, files

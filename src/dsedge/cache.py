@@ -72,3 +72,42 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+class CachedLogits:
+    """The FP16 reference's logits, computed once per (checkpoint, eval data, scope) and reused by
+    every later build (`dsedge compare` runs several methods against one reference).
+
+    Wraps a logits function ids (B, T) -> (B, T, V); results are kept by the ids' bytes and
+    stored as one .npz entry (float32) when `save()` is called. Models whose logits would pass
+    `max_bytes` are not cached (a 150k-vocabulary model would need gigabytes)."""
+
+    def __init__(self, fn, cache: StageCache, key: str, max_bytes: int = 256 * 2**20):
+        import numpy as np
+
+        self.fn, self.cache, self.key, self.max_bytes = fn, cache, key, max_bytes
+        self.table: dict[bytes, "np.ndarray"] = {}
+        self.dirty = False
+        entry = cache.get("reference_logits", key)
+        if entry:
+            with np.load(entry / "logits.npz") as z:
+                self.table = {bytes.fromhex(k): z[k] for k in z.files}
+            cache.reused.append("reference logits")
+
+    def __call__(self, ids):
+        k = hashlib.sha1(ids.tobytes() + str(ids.shape).encode()).digest()
+        if k not in self.table:
+            self.table[k] = self.fn(ids)
+            self.dirty = True
+        return self.table[k]
+
+    def save(self, scratch: Path) -> None:
+        import numpy as np
+
+        if not self.dirty or not self.cache.enabled:
+            return
+        if sum(v.nbytes for v in self.table.values()) > self.max_bytes:
+            return
+        path = Path(scratch) / "logits.npz"
+        np.savez(path, **{k.hex(): v for k, v in self.table.items()})
+        self.cache.put("reference_logits", self.key, [path], {"entries": len(self.table)})

@@ -81,10 +81,20 @@ def _progress(enabled: bool):
 def build(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the bundled reference checkpoint)."),
     target: str = typer.Option("orin", "--target", "-t", help="Target name or alias (see `dsedge targets`)."),
-    method: Optional[str] = typer.Option(None, "--method", help="fp16 | int8 | rtn (default: from --bits)."),
+    method: Optional[str] = typer.Option(None, "--method", help="fp16 | int8 | rtn | gptq | awq | smoothquant (default: from --bits)."),
     bits: Optional[int] = typer.Option(None, "--bits", help="4 (RTN INT4), 8 (INT8 weight-only) or 16 (FP16)."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Input channels per scale (default 128 for 4-bit; -1 = per channel)."),
     asym: bool = typer.Option(False, "--asym", help="Asymmetric weights (zero points; TensorRT needs symmetric)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Imported (already quantized) --model: the original checkpoint, for accuracy against it."),
+    calib: Optional[str] = typer.Option(None, "--calib", help="Calibration: recipe name (calibration/*.yaml), recipe file, or .txt/.jsonl (default: reference)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Calibrated methods: llmcompressor (default) or gptqmodel."),
+    act_order: Optional[bool] = typer.Option(None, "--act-order/--no-act-order", help="GPTQ: quantize columns by decreasing Hessian diagonal (default off)."),
+    static_groups: Optional[bool] = typer.Option(None, "--static-groups/--no-static-groups", help="GPTQ with act-order: keep groups in channel order."),
+    damping: Optional[float] = typer.Option(None, "--damping", help="GPTQ dampening fraction (default 0.01)."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="GPTQ columns per block (default 128)."),
+    true_sequential: Optional[bool] = typer.Option(None, "--true-sequential/--no-true-sequential", help="GPTQ: attention before MLP within a layer (default on)."),
+    grid: Optional[int] = typer.Option(None, "--grid", help="AWQ scale-search grid points (default 20)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="SmoothQuant migration strength (default 0.5)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
     eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
@@ -107,9 +117,15 @@ def build(
         from . import api
         from .quantize import config_from_options
 
-        quant = config_from_options(method, bits, group_size, False if asym else None)
+        options = dict(backend=backend, act_order=act_order, static_groups=static_groups, damping=damping,
+                       block_size=block_size, true_sequential=true_sequential, grid=grid, alpha=alpha)
+        chosen = (method, bits, group_size, True if asym else None, *options.values())
+        # nothing chosen: the default (INT4 RTN), or an imported checkpoint's own quantization
+        quant = None if all(v is None for v in chosen) else config_from_options(
+            method, bits, group_size, False if asym else None, **options)
         with _progress(not as_json) as stage:
-            res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file, eval_separator=eval_separator, dtype=dtype,
+            res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file,
+                            eval_separator=eval_separator, reference_model=reference, calib_spec=calib, dtype=dtype,
                             allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
                             max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
@@ -188,6 +204,40 @@ def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = typer.Option(
                           f"{t.memory.usable_gb:g}/{t.memory.total_gb:g} GB", f"{t.memory.bandwidth_gbs:g} GB/s",
                           t.tensorrt.version)
         out.print(table)
+
+    _run(go)
+
+
+@app.command()
+def compare(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the reference checkpoint)."),
+    methods: str = typer.Option("fp16,int8,rtn", "--methods", help="Comma-separated methods to build and compare."),
+    bits: Optional[int] = typer.Option(None, "--bits", help="Bits for the methods that take them (default 4)."),
+    group_size: Optional[int] = typer.Option(None, "--group-size"),
+    target: str = typer.Option("orin", "--target", "-t"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the artifacts and compare.csv/json/pareto.png."),
+    eval_file: Optional[Path] = typer.Option(None, "--eval"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    no_latency: bool = typer.Option(False, "--no-latency"),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of the table."),
+):
+    """Build the model once per method through the same pipeline and compare them side by side."""
+    def go():
+        from . import api
+        from .report.compare import compare_rows, print_table
+
+        def progress(label, i, n):
+            console.print(f"[bold]{i + 1}/{n}[/bold] {label}", highlight=False)
+
+        results, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
+                                     target, output, overwrite, progress, eval_path=eval_file,
+                                     latency=not no_latency, build_engine=False)
+        rows = compare_rows([r.report for r in results])
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        print_table(rows, out, title=f"dsedge compare on {results[0].report['target']['name']}")
+        out.print("written: " + ", ".join(str(p) for p in files.values()), highlight=False)
 
     _run(go)
 

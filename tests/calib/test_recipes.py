@@ -28,7 +28,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def ref_stream(tok):
-    return np.asarray(_tokenize_lines(tok, reference.calib_text_path().read_text()), dtype=np.int64)
+    return np.asarray(_tokenize_lines(tok, reference.calib_text_path().read_text(), "eos"), dtype=np.int64)
 
 
 def _is_window_of(stream: np.ndarray, window: np.ndarray) -> bool:
@@ -90,10 +90,10 @@ def test_overrides_and_plain_text_file(tmp_path, tok):
 
 def test_short_text_says_so_and_too_short_errors(tmp_path, tok):
     f = tmp_path / "short.txt"
-    f.write_text("tobi has a white dog .\n" * 30)                      # 7 words + a separator a line: 240 tokens
+    f.write_text("tobi has a white dog .\n" * 30)                      # 6 words + EOS a line: 210 tokens
     calib = resolve_calibration(f, tok, seq_len=64)
     assert tuple(calib.input_ids.shape) == (3, 64)
-    assert "fewer than samples x seq_len" in calib.recipe["note"] and calib.recipe["tokens_available"] == 240
+    assert "fewer than samples x seq_len" in calib.recipe["note"] and calib.recipe["tokens_available"] == 210
     with pytest.raises(UsageError, match="fewer than one 512-token window"):
         resolve_calibration(f, tok, seq_len=512)
 
@@ -106,7 +106,7 @@ def test_jsonl_field_and_errors(tmp_path, tok):
     recipe.write_text("source: {file: data.jsonl, field: body}\nsamples: 4\nseq_len: 64\nseed: 3\n")
     calib = resolve_calibration(recipe, tok)                          # relative to the recipe's folder
     assert tuple(calib.input_ids.shape) == (4, 64) and calib.recipe["name"] == "mine"
-    stream = np.asarray(_tokenize_lines(tok, "\n".join(lines)), dtype=np.int64)
+    stream = np.asarray(_tokenize_lines(tok, "\n".join(lines), "eos"), dtype=np.int64)
     assert all(_is_window_of(stream, w) for w in calib.input_ids.numpy())
     with pytest.raises(UsageError, match=r"line 1: no field 'text' \(found: id, body\)"):
         resolve_calibration(f, tok)                                   # plain .jsonl reads `text`

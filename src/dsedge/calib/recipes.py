@@ -22,7 +22,6 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from ..check.accuracy import tokenize_lines as _tokenize_lines
 from ..errors import UsageError
 from . import CalibData
 from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
@@ -195,10 +194,18 @@ def _tokens(src: SourceText, tokenizer, recipe: Recipe) -> tuple[list[int], int]
         elif isinstance(rec, list):
             raise UsageError(f"calibration source {src.label} holds chat messages, and chat_template is off",
                              "set chat_template: on in the recipe, or point `field:` at a text field")
-        ids += _tokenize_lines(tokenizer, rec)
+        ids += _tokenize_document(tokenizer, rec)
         if len(ids) >= budget:
             return ids, n
     return ids, len(src.records)
+
+
+def _tokenize_document(tokenizer, text: str) -> list[int]:
+    """One record as one document: its tokens (newlines inside it kept as text), then EOS, the
+    boundary models are trained with between documents."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids + ([eos] if eos is not None else [])
 
 
 def cut_windows(ids: list[int], samples: int, seq_len: int, seed: int, label: str = "the text"

@@ -54,7 +54,8 @@ def _optimize_structure(model) -> list:
 
 
 def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
-                path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET) -> ExportResult:
+                path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET,
+                act_scales: Mapping[str, float] | None = None) -> ExportResult:
     """Write `path` (+ `path.data` over 2 GB), one tensor in memory at a time; check it."""
     import onnx
     import onnx_ir as ir
@@ -67,7 +68,7 @@ def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping
         v.const_value = None if key not in buffers else ir.Tensor(
             buffers[key].to(torch.float16 if v.dtype == ir.DataType.FLOAT16 else torch.float32).numpy(), name=name)
     params = _optimize_structure(model)
-    counts = fill_weights(model, params, tensor, qweights, qspec)
+    counts = fill_weights(model, params, tensor, qweights, qspec, act_scales)
     model.producer_name = "dsedge"
     size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
     external = size >= EXTERNAL_DATA_OVER

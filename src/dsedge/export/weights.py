@@ -62,8 +62,23 @@ class _OneWeight:
         return self.value
 
 
+def _quantize_input(graph: ir.Graph, matmul: ir.Node, name: str, scale: float, act: ir.DataType) -> None:
+    """x -> QuantizeLinear(x, s, 0:int8) -> DequantizeLinear -> MatMul: a static per-tensor INT8
+    activation (SmoothQuant W8A8), the explicit quantization TensorRT consumes."""
+    s = ir.Value(name=f"{name}_input_scale", shape=ir.Shape(()), type=ir.TensorType(act),
+                 const_value=_float_tensor(torch.tensor(scale), _TORCH_DTYPE[act], f"{name}_input_scale"))
+    z = ir.Value(name=f"{name}_input_zero_point", shape=ir.Shape(()), type=ir.TensorType(ir.DataType.INT8),
+                 const_value=ir.Tensor(torch.zeros((), dtype=torch.int8).numpy(), name=f"{name}_input_zero_point"))
+    graph.register_initializer(s)
+    graph.register_initializer(z)
+    q = ir.node("QuantizeLinear", inputs=[matmul.inputs[0], s, z], outputs=[ir.Value(name=f"{name}_input_q")])
+    dq = ir.node("DequantizeLinear", inputs=[q.outputs[0], s, z], outputs=[ir.Value(name=f"{name}_input_dq")])
+    graph.insert_before(matmul, [q, dq])
+    matmul.replace_input_with(0, dq.outputs[0])
+
+
 def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict, get: _OneWeight,
-                     act: ir.DataType) -> None:
+                     act: ir.DataType, act_scale: float | None = None) -> None:
     name = weight.name
     users = [u.node for u in weight.uses()]
     if len(users) != 1 or users[0].op_type != "Transpose":
@@ -102,12 +117,16 @@ def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict,
             gather = ir.node("Gather", inputs=[matmul.inputs[0], perm], attributes={"axis": -1})
             graph.insert_before(matmul, gather)
             matmul.replace_input_with(0, gather.outputs[0])
+    if act_scale is not None:
+        for use in list(transpose.outputs[0].uses()):
+            _quantize_input(graph, use.node, name, act_scale, act)
     transpose.outputs[0].replace_all_uses_with(dq.outputs[0])
     graph.remove(transpose, safe=True)
 
 
 def fill_weights(model: ir.Model, params: list[ir.Value], tensor: Callable[[str], torch.Tensor],
-                 qweights: Mapping[str, QuantizedWeight], qspec: Callable[[str], dict]) -> dict[str, int]:
+                 qweights: Mapping[str, QuantizedWeight], qspec: Callable[[str], dict],
+                 act_scales: Mapping[str, float] | None = None) -> dict[str, int]:
     """Give every parameter of a traced graph its (lazy) data and make it an initializer.
 
     params: the graph's parameter values, detached (no data, not registered).
@@ -126,7 +145,7 @@ def fill_weights(model: ir.Model, params: list[ir.Value], tensor: Callable[[str]
         key = name.removeprefix(PARAM_PREFIX)
         module = key.rsplit(".", 1)[0]
         if key.endswith(".weight") and module in qweights:
-            _replace_with_dq(graph, value, module, qspec(module), get, act)
+            _replace_with_dq(graph, value, module, qspec(module), get, act, (act_scales or {}).get(module))
             counts["quantized"] += 1
             continue
         dtype = _TORCH_DTYPE.get(value.dtype, torch.float32)

@@ -3,6 +3,11 @@
 Everything here reads headers only: config.json, the safetensors headers (memory-mapped), the
 tokenizer files. Weights are read tensor by tensor (`Checkpoint.tensor`) or, for checks that
 need a PyTorch forward, as a whole model (`Checkpoint.load_model`).
+
+A checkpoint whose config.json carries a supported quantization_config (GPTQ, AWQ GEMM,
+compressed-tensors; see prequant/) is imported: `Checkpoint.prequant` gives its quantized linears
+as canonical QuantizedWeights, `tensor()` serves the float tensors (and a quantized linear's
+`.weight`, dequantized), `load_model()` the model with the dequantized weights.
 """
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError
 from .archs import ArchSpec, arch_spec
+from .prequant import Prequant
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt")
@@ -38,6 +44,7 @@ class Checkpoint:
     weight_files: list[Path]
     allow_pickle: bool = False
     _hash: str | None = field(default=None, repr=False)
+    _prequant: Prequant | None = field(default=None, repr=False)   # parsed at open, bound on first use
 
     @property
     def name(self) -> str:
@@ -50,7 +57,34 @@ class Checkpoint:
     @cached_property
     def config(self):
         from transformers import AutoConfig
-        return AutoConfig.from_pretrained(self.path)
+        cfg = AutoConfig.from_pretrained(self.path)
+        if hasattr(cfg, "quantization_config"):  # imported by dsedge: the architecture is the plain model's
+            del cfg.quantization_config
+        return cfg
+
+    @property
+    def prequant(self) -> Prequant | None:
+        """The imported quantization (None for a float checkpoint); its quantized linears are found
+        from the safetensors headers on first access."""
+        if self._prequant is not None and not self._prequant.modules:
+            self._prequant.bind(self._read, self.index, self.linear_shapes)
+        return self._prequant
+
+    @cached_property
+    def _meta_model(self):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(self.config)
+
+    @cached_property
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """Every nn.Linear of the model (execution order) -> (out_features, in_features)."""
+        import torch
+
+        return {n: tuple(m.weight.shape) for n, m in self._meta_model.named_modules()
+                if isinstance(m, torch.nn.Linear)}
 
     @property
     def n_layers(self) -> int:
@@ -68,7 +102,16 @@ class Checkpoint:
         return out
 
     def tensor(self, name: str):
-        """One tensor, memory-mapped from its file (no other tensor is read)."""
+        """One tensor, memory-mapped from its file (no other tensor is read). For an imported
+        checkpoint, a quantized linear's `.weight` is its dequantized value (float32)."""
+        pq = self.prequant
+        if pq is not None and name.endswith(".weight"):
+            module = name[: -len(".weight")]
+            if module in pq.weights:  # int-quantized stores the int8 codes under this very name
+                return pq.weights[module].dequantize()
+        return self._read(name)
+
+    def _read(self, name: str):
         from safetensors import safe_open
 
         info = self.index[name]
@@ -116,22 +159,48 @@ class Checkpoint:
         kwargs = {}
         if layers is not None and layers < self.n_layers:
             kwargs["config"] = self.truncated_config(layers)
+        if self.prequant is not None:
+            return self._load_dequantized(dtype or torch.float32, kwargs.get("config", self.config))
         model = AutoModelForCausalLM.from_pretrained(
             self.path, dtype=dtype or torch.float32, use_safetensors=not self.allow_pickle, **kwargs)
         return model.eval()
 
-    def validate(self) -> None:
-        """Check the safetensors headers against config.json: every tensor present, right shapes."""
+    def _load_dequantized(self, dtype, config):
+        """An imported checkpoint as a plain PyTorch model: float tensors as stored, quantized
+        linears dequantized (QuantizedWeight.dequantize), one tensor read at a time."""
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.initialization import no_init_weights
 
+        with no_init_weights():  # every parameter is overwritten below; buffers (rotary) are computed
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        tied = getattr(config, "tie_word_embeddings", False)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if tied and name.endswith("lm_head.weight") and name not in self.index:
+                    continue
+                if name not in self.index and name.removesuffix(".weight") not in self.prequant.weights:
+                    raise CheckpointError(f"tensor {name} is missing from {self.path}",
+                                          "the checkpoint is incomplete: download it again")
+                p.copy_(self.tensor(name).to(dtype))
+        if tied:
+            model.tie_weights()
+        return model.eval()
+
+    def validate(self) -> None:
+        """Check the safetensors headers against config.json: every tensor present, right shapes.
+        Imported checkpoints: the packed tensors of each quantized linear against its config."""
         if not self.index:
             return  # pickle-only checkpoint with allow_pickle: checked when loaded
-        with torch.device("meta"):
-            meta = AutoModelForCausalLM.from_config(self.config)
-        expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in self._meta_model.state_dict().items()}
         tied = getattr(self.config, "tie_word_embeddings", False)
+        pq = self.prequant
+        quantized = {f"{m}.weight" for m in pq.modules} if pq is not None else set()
+        if pq is not None:
+            pq.check(self.index)
         for name, shape in expected.items():
+            if name in quantized:
+                continue
             info = self.index.get(name)
             if info is None:
                 if tied and name.endswith("lm_head.weight"):
@@ -254,11 +323,13 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False) -> Che
     if not archs:
         raise CheckpointError(f"{cfg_file} has no 'architectures' entry",
                               'add e.g. "architectures": ["Qwen2ForCausalLM"] to config.json')
-    if "quantization_config" in raw:
-        raise UsageError(
-            f"{path} is already quantized ({raw['quantization_config'].get('quant_method', '?')})",
-            "importing pre-quantized checkpoints is not supported yet: pass the original FP16/BF16 checkpoint")
+    # a quantization_config dsedge cannot import fails here, naming the format and the supported ones
+    prequant = Prequant.from_config(raw["quantization_config"]) if "quantization_config" in raw else None
     ckpt = Checkpoint(path=path, raw_config=raw, spec=arch_spec(archs[0]),
-                      weight_files=_weight_files(path, allow_pickle), allow_pickle=allow_pickle)
+                      weight_files=_weight_files(path, allow_pickle), allow_pickle=allow_pickle,
+                      _prequant=prequant)
+    if prequant is not None and not any(f.suffix == ".safetensors" for f in ckpt.weight_files):
+        raise CheckpointError(f"{path} is quantized ({prequant.format}) but has no *.safetensors weights",
+                              "pre-quantized checkpoints are imported from safetensors only: convert the weights")
     ckpt.index  # parse headers now: a truncated file fails before any work
     return ckpt

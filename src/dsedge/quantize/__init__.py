@@ -14,6 +14,8 @@ from .configs import (METHODS, Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyC
 from .lazy import LazyWeights, spec_of
 from .qweight import QuantizedWeight
 from .rtn import quantize_rtn
+from . import calibrated
+from .calibrated import AwqConfig, GptqConfig, SmoothQuantConfig
 
 # config type -> handler(config, source, linear names, calibration) -> {name: QuantizedWeight}
 # `source.tensor(key)` reads one float tensor; `source.model()` gives the whole PyTorch model
@@ -21,7 +23,9 @@ from .rtn import quantize_rtn
 HANDLERS: dict[type, Callable] = {
     Fp16Config: lambda config, source, names, calib=None: {},
     WeightOnlyConfig: quantize_rtn,
+    **calibrated.HANDLERS,
 }
+METHODS.update({c.method: c for c in calibrated.CALIBRATED_CONFIGS})
 
 
 def handler_for(config: QuantConfig) -> Callable:
@@ -42,6 +46,11 @@ class QuantResult:
     config: QuantConfig
     weights: Mapping[str, QuantizedWeight] = field(default_factory=dict)  # module name -> weight
     seconds: float = 0.0
+    # float tensors the method changed that are not quantized linears (smoothed / AWQ-scaled norm
+    # weights, scaled biases), state-dict name -> tensor: the exporter reads these instead of the checkpoint's
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    # module name -> static per-tensor symmetric INT8 scale of the linear's input (SmoothQuant W8A8)
+    act_scales: dict[str, float] = field(default_factory=dict)
 
     def spec(self, module: str) -> dict:
         """bits / group / symmetry / permutation of one weight, without computing it when lazy."""
@@ -69,8 +78,11 @@ def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: in
     config.validate_for({n: in_features(n) for n in names})
     t0 = time.perf_counter()
     with torch.no_grad():
-        weights = handler_for(config)(config, source, names, calib)
-    return QuantResult(config, weights, time.perf_counter() - t0)
+        out = handler_for(config)(config, source, names, calib)
+    # weight-only handlers return the weights; calibrated ones a QuantResult (weights + tensors + act_scales)
+    res = out if isinstance(out, QuantResult) else QuantResult(config, out)
+    res.config, res.seconds = config, time.perf_counter() - t0
+    return res
 
 
 @torch.no_grad()
@@ -85,7 +97,34 @@ def apply_fake_quant(model, weights: Mapping[str, QuantizedWeight], only=None):
     return model
 
 
+def apply_act_fake_quant(model, act_scales: Mapping[str, float], only=None) -> list:
+    """Quantize-dequantize each listed linear's input with its static INT8 scale (symmetric,
+    [-128, 127], round half to even), as the graph's QuantizeLinear/DequantizeLinear pair does.
+    Returns the hook handles (call .remove() on each to undo)."""
+    handles = []
+    for name, s in act_scales.items():
+        if only is not None and name not in only:
+            continue
+
+        def pre(module, args, s=float(s)):
+            x = args[0]
+            return (torch.clamp(torch.round(x / s), -128, 127) * s).to(x.dtype), *args[1:]
+        handles.append(model.get_submodule(name).register_forward_pre_hook(pre))
+    return handles
+
+
+@torch.no_grad()
+def apply_tensors(model, tensors: Mapping[str, torch.Tensor]):
+    """Copy the float tensors a method changed (QuantResult.tensors) into the model, in place."""
+    params = dict(model.named_parameters())
+    for key, t in tensors.items():
+        if key in params:
+            params[key].copy_(t.to(params[key].dtype))
+    return model
+
+
 __all__ = ["METHODS", "HANDLERS", "QuantConfig", "Fp16Config", "WeightOnlyConfig", "Int4WeightOnlyConfig",
            "Int8WeightOnlyConfig", "QuantizedWeight", "QuantResult", "WeightSource", "LazyWeights",
-           "config_from_options", "config_from_dict", "quantize_model", "apply_fake_quant", "target_linears",
+           "config_from_options", "config_from_dict", "quantize_model", "apply_fake_quant",
+           "apply_act_fake_quant", "apply_tensors", "GptqConfig", "AwqConfig", "SmoothQuantConfig", "target_linears",
            "handler_for"]

@@ -94,8 +94,10 @@ METHODS: dict[str, type[QuantConfig]] = {c.method: c for c in (Fp16Config, Int4W
 
 
 def config_from_options(method: str | None = None, bits: int | None = None, group_size: int | None = None,
-                        symmetric: bool | None = None) -> QuantConfig:
-    """The config the CLI options name: `--bits 4` alone means RTN INT4, `--bits 8` INT8, 16 FP16."""
+                        symmetric: bool | None = None, **options) -> QuantConfig:
+    """The config the CLI options name: `--bits 4` alone means RTN INT4, `--bits 8` INT8, 16 FP16.
+    `options`: method options (backend, damping, act_order, alpha, ...); None means the default,
+    and an option the method does not take is an error naming the methods that do."""
     if method is None:
         method = {16: "fp16", 8: "int8"}.get(bits or 4, "rtn")
     if method not in METHODS:
@@ -116,6 +118,14 @@ def config_from_options(method: str | None = None, bits: int | None = None, grou
         kwargs["group_size"] = group_size
     if symmetric is not None and "symmetric" in names:
         kwargs["symmetric"] = symmetric
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in names:
+            takers = [m for m, c in METHODS.items() if key in {f.name for f in fields(c)}]
+            raise ConfigError(f"--{key.replace('_', '-')} is not an option of method {method}",
+                              f"it applies to: {', '.join(takers) or 'no method'}; drop it or change --method")
+        kwargs[key] = value
     return cls(**kwargs)
 
 

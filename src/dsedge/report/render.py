@@ -25,7 +25,11 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         ("target", f"{r['target']['name']} (TensorRT {r['target']['tensorrt']})"),
         ("size", f"{r['size_mb']:.2f} MB"),
     ]
-    if onnx:
+    if onnx and not ref:
+        rows += [("perplexity (ONNX)", f"{onnx['perplexity']:.4f}  (no reference: {r.get('accuracy_note')})"),
+                 ("perplexity (PyTorch quantized)", f"{pt['perplexity']:.4f}"),
+                 ("task accuracy", _f(onnx.get("task_accuracy"), "{:.1%}"))]
+    elif onnx:
         rows += [
             ("perplexity (ONNX)", f"{onnx['perplexity']:.4f}  (FP16 {ref['perplexity']:.4f}, "
                                   f"{r['ppl_change_pct']:+.2f} %)"),

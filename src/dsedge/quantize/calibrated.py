@@ -1,0 +1,159 @@
+"""Calibrated quantization: GPTQ, AWQ and SmoothQuant W8A8, run by a maintained library
+(llm-compressor by default, GPTQModel as a second implementation) and converted into the
+canonical QuantizedWeight. Nothing here re-implements a method: the configs name the options,
+the handlers pick a backend (dsedge.quantize.backends) and hand back a QuantResult whose
+`tensors` hold the float tensors a method changed besides quantized linears (smoothed / AWQ-scaled
+norm weights, scaled biases) and whose `act_scales` hold SmoothQuant's static activation scales.
+
+Memory: every handler works on the whole FP32 PyTorch model (`source.model()`, 4 bytes per
+parameter) plus the library's calibration state. Both libraries run layer by layer, so on top of
+the model they hold one decoder layer's inputs for every calibration sample
+(N x T x hidden x 4 bytes, twice: inputs and outputs) and per-linear statistics (GPTQ: a K x K
+FP32 Hessian per linear of the layer; AWQ: the layer's activations per mapping). For the
+reference checkpoints (~3 M parameters, 32 x 128 tokens) that is well under 100 MB; for
+R1-Distill-Qwen-7B with 128 x 512 tokens it is ~31 GB (model) + ~1 GB (activations) + ~0.2 GB
+(Hessians of one layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..errors import ConfigError
+from .configs import WeightOnlyConfig
+
+BACKENDS = ("llmcompressor", "gptqmodel")
+
+
+@dataclass(frozen=True)
+class CalibratedConfig(WeightOnlyConfig):
+    """Weight quantization that needs the whole model and calibration data."""
+    allowed_bits: ClassVar[tuple[int, ...]] = (4, 8)
+    supported_backends: ClassVar[tuple[str, ...]] = BACKENDS
+    # symmetric by default: TensorRT's INT4/INT8 DequantizeLinear takes no zero point (the AWQ and
+    # GPTQ papers use zero points; --asym gives them, for runtimes other than TensorRT)
+    backend: str = "llmcompressor"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.backend not in self.supported_backends:
+            raise ConfigError(f"--backend {self.backend} is not supported by method {self.method}",
+                              f"use --backend {' or '.join(self.supported_backends)}")
+
+    def label(self) -> str:
+        return super().label() + ("" if self.backend == "llmcompressor" else f"-{self.backend}")
+
+
+@dataclass(frozen=True)
+class GptqConfig(CalibratedConfig):
+    """GPTQ (Frantar et al. 2022): column-by-column rounding with second-order error feedback."""
+    method: ClassVar[str] = "gptq"
+    damping: float = 0.01        # fraction of mean Hessian diagonal: the paper, AutoGPTQ, llm-compressor
+                                 # (GPTQModel's own default is 0.05; we pass 0.01 to both)
+    block_size: int = 128        # columns per lazy batch update: the paper, both libraries
+    act_order: bool = False      # quantize columns by decreasing Hessian diagonal; off in the paper,
+                                 # llm-compressor and GPTQModel (on only in AutoGPTQ)
+    static_groups: bool = False  # with act_order: groups stay contiguous in the original channel order
+                                 # (no permutation at run time); see backends for what each maps to
+    true_sequential: bool = True  # quantize attention before MLP inside a layer, MLP calibrated on the
+                                  # quantized attention's output (GPTQModel's default; llm-compressor
+                                  # calibrates a whole decoder layer at once and only supports True
+                                  # as "layer-sequential", see backends/llmcompressor.py)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.damping < 1:
+            raise ConfigError(f"--damping {self.damping} is not in (0, 1)", "use --damping 0.01")
+        if self.block_size < 1:
+            raise ConfigError(f"--block-size {self.block_size} must be positive", "use --block-size 128")
+
+
+@dataclass(frozen=True)
+class AwqConfig(CalibratedConfig):
+    """AWQ (Lin et al. 2023): per-input-channel scales from activation magnitudes, searched on a
+    grid, folded into the preceding norm / linear, then round-to-nearest."""
+    method: ClassVar[str] = "awq"
+    grid: int = 20               # grid points for the scale exponent in [0, 1): the paper, AutoAWQ,
+                                 # llm-compressor (n_grid), GPTQModel
+    clipping: bool = False       # AWQ's weight-clipping search (paper, AutoAWQ: on). llm-compressor
+                                 # dropped it (not supported there); GPTQModel's AWQ does not expose it
+                                 # either, so True is refused until a backend supports it
+    duo_scaling: bool = True     # scales from activations and weights (AutoAWQ, llm-compressor default)
+    # v_proj -> o_proj scaling is skipped under GQA (v_proj's outputs are shared by several heads):
+    # both backends skip it when the shapes do not match, as AutoAWQ does
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.grid < 2:
+            raise ConfigError(f"--grid {self.grid} must be at least 2", "use --grid 20")
+        if self.clipping:
+            raise ConfigError("AWQ clipping search is not supported by llm-compressor or GPTQModel",
+                              "leave clipping off (the scale search is still done)")
+
+
+@dataclass(frozen=True)
+class SmoothQuantConfig(CalibratedConfig):
+    """SmoothQuant W8A8 (Xiao et al. 2022): migrate activation outliers into the weights with
+    per-channel scales s = max|X|^alpha / max|W|^(1-alpha) folded into the preceding norm, then
+    INT8 per-channel symmetric weights and INT8 static per-tensor symmetric activations (the scheme
+    TensorRT's explicit quantization consumes; dynamic per-token scales cannot be expressed there)."""
+    method: ClassVar[str] = "smoothquant"
+    allowed_bits: ClassVar[tuple[int, ...]] = (8,)
+    supported_backends: ClassVar[tuple[str, ...]] = ("llmcompressor",)  # GPTQModel has no SmoothQuant
+    bits: int = 8
+    group_size: int = -1         # per output channel, as in the paper and TensorRT INT8
+    alpha: float = 0.5           # migration strength: the paper's default, llm-compressor's too
+    # what the artifact's activations use (record it in the manifest / report)
+    activation_scheme: ClassVar[str] = "static-per-tensor-symmetric-int8"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"--alpha {self.alpha} is not in [0, 1]", "use --alpha 0.5")
+        if not self.symmetric:
+            raise ConfigError("SmoothQuant W8A8 is symmetric (TensorRT INT8 takes no zero point)",
+                              "drop --asym")
+
+
+CALIBRATED_CONFIGS = (GptqConfig, AwqConfig, SmoothQuantConfig)
+
+
+def _backend(config: CalibratedConfig):
+    if config.backend == "gptqmodel":
+        from .backends import gptqmodel as b
+    else:
+        from .backends import llmcompressor as b
+    return b
+
+
+def _require(source, calib, method: str):
+    if source.model is None:
+        raise ConfigError(f"method {method} needs the whole PyTorch model", "pass WeightSource(model=...)")
+    if calib is None:
+        raise ConfigError(f"method {method} needs calibration data", "pass --calib FILE|RECIPE")
+
+
+def quantize_gptq(config: GptqConfig, source, names: list[str], calib):
+    """Handler for GptqConfig -> QuantResult(weights). Peak memory: the FP32 model + one decoder
+    layer's calibration activations + one layer's Hessians (see the module docstring); on 2 CPU
+    cores the reference checkpoints take a few seconds."""
+    _require(source, calib, "gptq")
+    return _backend(config).gptq(config, source.model(), names, calib)
+
+
+def quantize_awq(config: AwqConfig, source, names: list[str], calib):
+    """Handler for AwqConfig -> QuantResult(weights, tensors = scaled norm weights / biases).
+    Peak memory: the FP32 model + one decoder layer's calibration activations, kept per mapping
+    during the grid search (see the module docstring)."""
+    _require(source, calib, "awq")
+    return _backend(config).awq(config, source.model(), names, calib)
+
+
+def quantize_smoothquant(config: SmoothQuantConfig, source, names: list[str], calib):
+    """Handler for SmoothQuantConfig -> QuantResult(weights, tensors = smoothed norm weights,
+    act_scales). Peak memory: the FP32 model + one decoder layer's calibration activations."""
+    _require(source, calib, "smoothquant")
+    return _backend(config).smoothquant(config, source.model(), names, calib)
+
+
+HANDLERS = {GptqConfig: quantize_gptq, AwqConfig: quantize_awq, SmoothQuantConfig: quantize_smoothquant}
