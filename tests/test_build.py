@@ -10,12 +10,17 @@ import pytest
 from dsedge.artifact import read_manifest
 from dsedge.load.checkpoint import file_sha256
 from dsedge.quantize import METHODS
+from tests.conftest import REFERENCE_NAMES
 
 pytestmark = pytest.mark.slow
 BUILD_METHODS = sorted(METHODS)
+NATIVE = ("fp16", "int8", "rtn")
+# dsedge's own methods on both architectures; the calibrated ones (llm-compressor, slower) on the
+# default checkpoint (tests/quantize/test_calibrated.py covers both architectures without export)
+CASES = [(name, m) for m in BUILD_METHODS for name in (REFERENCE_NAMES if m in NATIVE else ["qwen2-tiny"])]
 
 
-@pytest.mark.parametrize("method", BUILD_METHODS)
+@pytest.mark.parametrize("ref_name,method", CASES, ids=[f"{n}-{m}" for n, m in CASES])
 def test_build_writes_a_checked_artifact(built, ref_name, method):
     res = built(ref_name, method)
     r, m = res.report, res.manifest
@@ -46,6 +51,12 @@ def test_build_writes_a_checked_artifact(built, ref_name, method):
     assert {b["metric"] for b in r["budgets"]} >= {"ttft_ms", "decode_tokens_per_s", "peak_memory_gb"}
     assert all(b["source"] in ("estimated", "measured") for b in r["budgets"] if b["value"] is not None)
     assert "perplexity" in (res.path / "report.md").read_text()
+    if method not in NATIVE:  # calibration recorded; W8A8 says how its activations are quantized
+        assert m["calibration"]["samples"] > 0 and len(m["calibration"]["sha256"]) == 64
+    if method == "smoothquant":
+        assert r["quantization"]["activations"] == "static-per-tensor-symmetric-int8"
+        assert r["graph_checked"]["activations"] == "float32" and "FP32 variant" in r["graph_checked"]["file"]
+        assert abs(r["ppl_change_pct"]) < 3
 
 
 def test_quantization_damage_is_ordered(built, ref_name):

