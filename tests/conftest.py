@@ -85,10 +85,16 @@ def built(shared):
     """built(name, method, bits) -> BuildResult of a full `dsedge.build` (shared by e2e tests)."""
     import dsedge
     from dsedge.quantize import config_from_options
+    from dsedge.quantize.calibrated import CalibratedConfig
 
     def make(name, method=None, bits=None):
         def go(folder):
-            return dsedge.build(reference.checkpoint_path(name), target="orin",
-                                quant=config_from_options(method, bits), output=folder)
+            quant = config_from_options(method, bits)
+            calib = None
+            if isinstance(quant, CalibratedConfig):  # a small recipe keeps AWQ's grid search quick on CPU
+                calib = folder.parent / f"calib-{folder.name}.yaml"
+                calib.write_text(f"source: {reference.calib_text_path()}\nsamples: 16\nseq_len: 128\nseed: 0\n")
+            return dsedge.build(reference.checkpoint_path(name), target="orin", quant=quant, output=folder,
+                                calib_spec=calib)
         return shared.get((name, method, bits), go)
     return make

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ import torch
 from . import __version__, reference
 from .artifact import Artifact, write_manifest
 from .errors import CheckpointError, HostMemoryError, UsageError
-from .check import ACCURACY_LEVEL, OnnxDecoder, evaluate, load_eval, measure_latency, validate_export
+from .check import ACCURACY_LEVEL, OnnxDecoder, evaluate, load_eval, measure_latency
+from .check.fidelity import compare_with, torch_reference
 from .cache import CachedLogits, StageCache, cache_key
 from .engine.stage import engine_stage
 from .export import OPSET, TOLERANCE, ExportResult, export_onnx
@@ -194,10 +196,18 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             apply_tensors(q_model, qres.tensors)
             apply_fake_quant(q_model, qres.weights, only=_module_names(ref_model))
             apply_act_fake_quant(q_model, qres.act_scales, only=_module_names(ref_model))
+            # PyTorch first: on the truncated scope the models are freed before onnxruntime loads
+            # the graph (on a 7B checkpoint both hold the FP32/FP16 embedding and head).
+            steps = torch_reference(q_model)
+            prompts = data.windows[:4, :16]                                   # (4, 16)
+            torch_gen = torch_greedy(q_model, torch.from_numpy(prompts), generate_tokens)
+            if not full:
+                del q_model, ref_model
+                gc.collect()
             decoder = OnnxDecoder(checked_onnx)
             atol, rtol = TOLERANCE[check_dtype]
-            fidelity = validate_export(decoder, q_model, atol, rtol)
-            gen = _greedy_agreement(decoder, q_model, data, generate_tokens, atol + rtol * fidelity.max_abs_logit)
+            fidelity = compare_with(decoder, *steps, atol, rtol)
+            gen = _greedy_agreement(decoder, prompts, *torch_gen, atol + rtol * fidelity.max_abs_logit)
 
         with timed("check"):
             metrics, lat = None, None
@@ -212,7 +222,8 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                                         "onnx": decoder.logits}, data, reference="fp16_reference")
                     ref_logits.save(Path(scratch))
                 lat = measure_latency(decoder, vocab=ckpt.config.vocab_size) if latency else None
-            del decoder, ref_model, q_model
+                del ref_model, q_model
+            del decoder
 
         with timed("engine"):
             compat, engine = engine_stage(staging, tgt, targets_dir, build=build_engine)
@@ -338,15 +349,15 @@ def torch_greedy(model, ids: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarr
     return torch.cat(tokens, 1).numpy(), torch.stack(logits, 1).numpy()
 
 
-def _greedy_agreement(decoder: OnnxDecoder, model, data, n: int, tolerance: float) -> dict:
+def _greedy_agreement(decoder: OnnxDecoder, prompts: np.ndarray, torch_tokens: np.ndarray,
+                      torch_logits: np.ndarray, tolerance: float) -> dict:
     """Greedy tokens through the ONNX KV cache against PyTorch's on the same weights.
 
     Where the two first part, PyTorch's logit margin between its token and ONNX's is recorded:
     a margin within the export tolerance is a near-tie that FP16 activations may flip (names in
     the reference corpus are near-equiprobable), anything larger is a real disagreement."""
-    prompts = data.windows[:4, :16]                                       # (4, 16)
+    n = torch_tokens.shape[1]
     onnx_tokens = decoder.generate(prompts, n)
-    torch_tokens, torch_logits = torch_greedy(model, torch.from_numpy(prompts), n)
     same = onnx_tokens == torch_tokens
     worst_margin = 0.0
     for b in range(len(prompts)):

@@ -76,8 +76,9 @@ def write_manifest(folder: Path, **fields) -> dict:
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     manifest = {"manifest_version": MANIFEST_VERSION, "created_unix": int(time.time()),
                 **fields, "versions": library_versions(), "files": files}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    return manifest
+    text = json.dumps(manifest, indent=2, default=str)
+    (folder / "manifest.json").write_text(text + "\n")
+    return json.loads(text)  # what a reader gets back (tuples as lists, paths as strings)
 
 
 def read_manifest(folder: Path) -> dict:

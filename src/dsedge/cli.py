@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -11,6 +12,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+
+# llm-compressor draws tqdm bars per layer; tqdm reads TQDM_* variables when it is imported, so
+# this must be set before any library is: dsedge shows its own stage bars.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Quantize, export and check DeepSeek checkpoints for TensorRT edge targets.")
