@@ -106,3 +106,17 @@ def test_cli_json_prints_the_report(tmp_path):
     report = json.loads(r.stdout)
     assert report == json.loads((out / "report.json").read_text())
     assert report["quantization"]["method"] == "int8" and report["host_latency"] is None
+
+
+def test_missed_budget_exits_1_unless_accepted(tmp_path):
+    """A budget the build misses (here an impossible decode rate) fails the command, names the
+    budget, and still leaves the artifact; --no-budget-fail accepts it."""
+    base = [sys.executable, "-m", "dsedge", "build", "--bits", "4", "--no-latency", "--no-engine",
+            "--budget", "decode_tokens_per_s=1e12"]
+    r = subprocess.run(base + ["-o", str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "budget missed: decode_tokens_per_s" in r.stderr, r.stderr
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["budgets_missed"] == ["decode_tokens_per_s"]
+    ok = subprocess.run(base + ["--no-budget-fail", "-o", str(tmp_path / "b")], capture_output=True, text=True,
+                        timeout=600)
+    assert ok.returncode == 0, ok.stderr

@@ -71,8 +71,11 @@ def _quantize_input(graph: ir.Graph, matmul: ir.Node, name: str, scale: float, a
                  const_value=ir.Tensor(torch.zeros((), dtype=torch.int8).numpy(), name=f"{name}_input_zero_point"))
     graph.register_initializer(s)
     graph.register_initializer(z)
-    q = ir.node("QuantizeLinear", inputs=[matmul.inputs[0], s, z], outputs=[ir.Value(name=f"{name}_input_q")])
-    dq = ir.node("DequantizeLinear", inputs=[q.outputs[0], s, z], outputs=[ir.Value(name=f"{name}_input_dq")])
+    x = matmul.inputs[0]
+    q = ir.node("QuantizeLinear", inputs=[x, s, z], outputs=[
+        ir.Value(name=f"{name}_input_q", shape=x.shape, type=ir.TensorType(ir.DataType.INT8))])
+    dq = ir.node("DequantizeLinear", inputs=[q.outputs[0], s, z], outputs=[
+        ir.Value(name=f"{name}_input_dq", shape=x.shape, type=ir.TensorType(act))])
     graph.insert_before(matmul, [q, dq])
     matmul.replace_input_with(0, dq.outputs[0])
 
