@@ -7,7 +7,8 @@ checkpoints with the real configurations of DeepSeek-R1-Distill-Qwen 1.5B / 7B /
 
 Synthetic checkpoints hold random BF16 weights with the real shapes, written shard by shard
 (2 GB shards + model.safetensors.index.json, as on the Hub), so the whole model is never in
-memory; they are deleted afterwards. Each build runs in a fresh subprocess through the same
+memory; they are deleted afterwards. Generation and each build run in fresh subprocesses (a
+forked child inherits its parent's RSS high-water mark), each build through the same
 `dsedge.build` the CLI calls, with --no-cache and no host latency, so its peak RSS is its own.
 ru_maxrss is a high-water mark: "peak RSS" after a stage is the peak reached by the end of it.
 """
@@ -106,7 +107,7 @@ def _child(model: str | None, bits: int, out: str) -> None:
                        latency=False, use_cache=False)
     r = res.report
     print(json.dumps({"stages": marks, "ppl_change_pct": r["ppl_change_pct"], "size_mb": r["size_mb"],
-                      "scope": r["host_plan"]["scope"], "fidelity": r["export_fidelity"]["max_abs_diff"]}))
+                      "scope": r["host_plan"]["check_scope"], "fidelity": r["export_fidelity"]["max_abs_diff"]}))
 
 
 def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path) -> dict | None:
@@ -134,6 +135,7 @@ def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--generate", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--models", default="reference,1.5b", help="comma list of reference, " + ", ".join(SYNTHETIC))
     ap.add_argument("--bits", default="4", help="comma list of 4, 8, 16")
@@ -142,6 +144,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.child is not None:
         return _child(a.child or None, int(a.bits), a.out)
+    if a.generate is not None:
+        make_synthetic(Path(a.out), json.loads(a.generate))
+        return
     bits = [int(b) for b in a.bits.split(",")]
     print(f"host: {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM")
     for name in a.models.split(","):
@@ -161,7 +166,11 @@ def main() -> None:
                 layers = f"{a.layers} of {cfg['num_hidden_layers']} layers"
                 cfg["num_hidden_layers"] = a.layers
             t = time.perf_counter()
-            size = make_synthetic(tmp / f"synthetic-r1-distill-qwen-{name}", cfg)
+            # generated in a child process: a forked build inherits its parent's RSS high-water
+            # mark (ru_maxrss survives fork + exec), so the parent must stay small
+            folder = tmp / f"synthetic-r1-distill-qwen-{name}"
+            subprocess.run([sys.executable, __file__, "--generate", json.dumps(cfg), "--out", str(folder)], check=True)
+            size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
             print(f"\nsynthetic R1-Distill-Qwen-{name.upper()} ({layers}, random BF16, {size / 1e9:.2f} GB) "
                   f"generated in {time.perf_counter() - t:.0f} s", flush=True)
             for b in bits:
