@@ -39,6 +39,9 @@ def _run(fn):
         raise err
 
     signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C raises KeyboardInterrupt even when the parent started us with SIGINT ignored (as
+    # shells do for background jobs): an interrupt always ends the build cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return fn()
     except KeyboardInterrupt:
