@@ -420,9 +420,9 @@ def load_report(artifact: Path) -> dict:
 def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...] = ("fp16", "int8", "rtn"),
             bits: int | None = None, group_size: int | None = None, target: str = "orin",
             output: str | Path | None = None, overwrite: bool = False, progress: Callable | None = None,
-            **build_options) -> tuple[list[BuildResult], dict[str, Path]]:
+            **build_options) -> tuple[list[BuildResult], list[dict], dict[str, Path]]:
     """Build `model` once per method through the same pipeline (one artifact each under `output`)
-    and write compare.csv / compare.json / pareto.png there. `bits` / `group_size` apply to the
+    and write compare.csv / compare.json / pareto.png there. -> (builds, table rows, files). `bits` / `group_size` apply to the
     methods that take them (fp16 keeps 16 bits, int8 8). The FP16 reference logits are computed
     by the first build and reused by the others (dsedge.cache); a rerun reuses finished stages.
     progress: optional callback(method, index, total) called before each build."""
@@ -450,5 +450,4 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
         results.append(build(model, target=target, quant=q, output=output / q.label(), overwrite=overwrite,
                              **build_options))
     rows = compare_rows([r.report for r in results])
-    files = write_compare(rows, output)
-    return results, files
+    return results, rows, write_compare(rows, output)

@@ -232,15 +232,14 @@ def compare(
     """Build the model once per method through the same pipeline and compare them side by side."""
     def go():
         from . import api
-        from .report.compare import compare_rows, print_table
+        from .report.compare import print_table
 
         def progress(label, i, n):
             console.print(f"[bold]{i + 1}/{n}[/bold] {label}", highlight=False)
 
-        results, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
+        results, rows, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
                                      target, output, overwrite, progress, eval_path=eval_file,
                                      latency=not no_latency, build_engine=False)
-        rows = compare_rows([r.report for r in results])
         if as_json:
             out.print_json(json.dumps(rows))
             return
