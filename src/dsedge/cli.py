@@ -350,6 +350,10 @@ def plan(
     _run(go)
 
 
+# The gate / report and deploy / bench commands are declared in their own modules, on this app.
+from . import cli_deploy, cli_gate  # noqa: E402,F401
+
+
 def main():
     app()
 

@@ -1,0 +1,2 @@
+"""`dsedge flash`, `dsedge devices`, `dsedge bench`: commands on dsedge.cli.app (parsing and rendering only)."""
+from __future__ import annotations
