@@ -39,6 +39,7 @@ from .quantize import (Int4WeightOnlyConfig, QuantConfig, QuantResult, WeightSou
                        apply_tensors, quantize_model)
 from .quantize.calibrated import CalibratedConfig
 from .report import write_reports
+from .report.layers import LayerErrors
 from .plan.budget import budget_table, estimate_budgets, missed_budgets
 from .targets import apply_budget_overrides, find_target
 
@@ -157,6 +158,9 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         # what the graph and the PyTorch check read: the method's changed tensors (smoothed norms), else the checkpoint's
         weights_of = source.tensor if not qres.tensors else (
             lambda key: qres.tensors[key].float() if key in qres.tensors else source.tensor(key))
+        float_of, layers_note = _sqnr_source(quant, qres, source, ref_ckpt)
+        # the same weights, with each one's SQNR recorded the first time it is produced
+        qweights = LayerErrors(qres.weights, float_of)
 
     with out as staging, torch.no_grad(), tempfile.TemporaryDirectory(dir=staging.parent,
                                                                       prefix=f".{out.path.name}.check-") as scratch:
@@ -168,7 +172,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                 meta = cache.restore(entry, staging, "export")
                 exp = ExportResult(path=staging / "model.onnx", **meta)
             else:
-                exp = export_onnx(ckpt.config, weights_of, qres.weights, qres.spec, staging / "model.onnx", act_dtype,
+                exp = export_onnx(ckpt.config, weights_of, qweights, qres.spec, staging / "model.onnx", act_dtype,
                                   act_scales=qres.act_scales)
                 cache.put("export", key, sorted(staging.glob("model.onnx*")),
                           {k: v for k, v in exp.__dict__.items() if k != "path"})
@@ -188,13 +192,13 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             if full and check_dtype == act_dtype:
                 checked_onnx = exp.path
             else:  # the same weights (first layers only when truncated), exported the same way
-                checked_onnx = export_onnx(ref_model.config, weights_of, qres.weights, qres.spec,
+                checked_onnx = export_onnx(ref_model.config, weights_of, qweights, qres.spec,
                                            Path(scratch) / "check.onnx", check_dtype, act_scales=qres.act_scales).path
             q_model = copy.deepcopy(ref_model) if full and ref_ckpt is None else ref_model
             if ref_ckpt is not None:  # the original the imported checkpoint was quantized from
                 ref_model = _round_to_fp16(ref_ckpt.load_model(torch.float32, layers=layers))
             apply_tensors(q_model, qres.tensors)
-            apply_fake_quant(q_model, qres.weights, only=_module_names(ref_model))
+            apply_fake_quant(q_model, qweights, only=_module_names(ref_model))
             apply_act_fake_quant(q_model, qres.act_scales, only=_module_names(ref_model))
             # PyTorch first: on the truncated scope the models are freed before onnxruntime loads
             # the graph (on a 7B checkpoint both hold the FP32/FP16 embedding and head).
@@ -228,8 +232,10 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         with timed("engine"):
             compat, engine = engine_stage(staging, tgt, targets_dir, build=build_engine)
 
+        qweights.complete()  # weights a cached export or a truncated check did not produce
         report = _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, lat, data, times,
                          staging, plan)
+        report["layers"], report["layers_note"] = qweights.to_list(), layers_note
         if check_dtype != act_dtype:
             report["graph_checked"].update(
                 activations="float32", file=report["graph_checked"]["file"] + " (FP32 variant: the artifact's "
@@ -278,6 +284,20 @@ class ImportedConfig:
 
     def label(self) -> str:
         return self.prequant.label()
+
+
+def _sqnr_source(quant, qres, source, ref_ckpt) -> tuple[Callable | None, str | None]:
+    """The float weights each quantized weight is compared with for per-layer SQNR, or None and why not."""
+    if not qres.weights:
+        return None, "no quantized linears (FP16 build)"
+    if isinstance(quant, ImportedConfig):
+        if ref_ckpt is None:
+            return None, "imported checkpoint without --reference: no float weights to compare with"
+        return (lambda key: _finite(key, ref_ckpt.tensor(key)).to(torch.float16).float()), None
+    if qres.tensors:  # AWQ / SmoothQuant scale the weights and fold the inverse into the norms
+        return None, (f"{quant.method} rescales each linear's input channels before quantizing (folded into the "
+                      "norms): its quantized weights are not comparable with the checkpoint's")
+    return source.tensor, None
 
 
 def _round_scales_to_fp16(qres) -> None:
@@ -378,6 +398,8 @@ def _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, l
         "dsedge_version": __version__,
         "model": {"name": ckpt.name, "architecture": ckpt.architecture, "reference_checkpoint": is_reference,
                   "layers": ckpt.n_layers, "params": plan.params},
+        # identity of what was quantized, so that `dsedge gate` can refuse to compare unrelated builds
+        "source": {"name": ckpt.name, "sha256": ckpt.sha256()},
         "quantization": {**quant.to_dict(), "label": quant.label(), "quantized_linears": len(qres.weights),
                          "activations": (getattr(quant, "activation_scheme", None) if qres.act_scales
                                          else "fp16 (weight-only)"),
@@ -451,3 +473,68 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
                              **build_options))
     rows = compare_rows([r.report for r in results])
     return results, rows, write_compare(rows, output)
+
+
+def gate(candidate: str | Path, baseline: str | Path | None = None, thresholds: dict[str, str | None] | None = None,
+         project_file: Path | None = None, junit: str | Path | None = None,
+         summary: str | Path | None = None):
+    """Compare `candidate` (artifact folder, report.json or baseline file) with `baseline` (the
+    same kinds; default: dsedge.yaml's gate.baseline) metric by metric -> dsedge.gate.GateResult.
+
+    thresholds: {"max_ppl_increase": "1%", "max_kl": "0.05", ...} (None values are ignored) over
+    dsedge.yaml's `gate:` section (project_file, or ./dsedge.yaml) over the defaults.
+    junit / summary: also write JUnit XML / Markdown there. Raises UsageError when the two cannot
+    be compared (different eval data or source model); a regression is `not result.passed`."""
+    from .gate import load_gateable, resolve_thresholds, run_gate, to_junit, to_markdown
+
+    t, from_project = resolve_thresholds(thresholds, project_file)
+    baseline = baseline or from_project
+    if baseline is None:
+        raise UsageError("no baseline given", "pass --baseline (artifact, report.json or baseline file) or set "
+                                              "gate.baseline in dsedge.yaml")
+    res = run_gate(load_gateable(candidate, "candidate"), load_gateable(baseline, "baseline"), t)
+    for path, text in ((junit, to_junit), (summary, to_markdown)):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text(res))
+    return res
+
+
+def update_baseline(candidate: str | Path, baseline: str | Path | None = None,
+                    project_file: Path | None = None) -> Path:
+    """Write `candidate`'s gateable metrics as the baseline file `baseline` (default: dsedge.yaml's
+    gate.baseline). Done on purpose, never by `gate()` itself."""
+    from .gate import load_gateable, resolve_thresholds, write_baseline
+
+    if baseline is None:
+        baseline = resolve_thresholds(None, project_file)[1]
+    if baseline is None:
+        raise UsageError("--update-baseline needs a baseline file to write",
+                         "pass --baseline dsedge-baseline.json (or set gate.baseline in dsedge.yaml)")
+    return write_baseline(load_gateable(candidate, "candidate"), baseline)
+
+
+def report(artifact: str | Path) -> dict[str, Path]:
+    """Regenerate report.md and report.html of an artifact from its report.json (and refresh the
+    manifest's file hashes). -> {"md": path, "html": path}."""
+    from .artifact import read_manifest
+    from .report import write_reports
+
+    folder = Path(artifact)
+    if folder.is_file() and folder.name == "report.json":
+        folder = folder.parent
+    if not (folder / "report.json").is_file():
+        raise UsageError(f"{artifact} is not a dsedge artifact (no report.json)", "pass a folder written by dsedge build")
+    try:
+        data = json.loads((folder / "report.json").read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{folder / 'report.json'} is not valid JSON ({e})", "rebuild the artifact") from None
+    paths = write_reports(folder, data, json_too=False)
+    if (folder / "manifest.json").is_file():  # keep the hashes of the regenerated files true (nothing else changes)
+        from .load.checkpoint import file_sha256
+
+        manifest = read_manifest(folder)
+        for p in paths.values():
+            manifest.setdefault("files", {})[p.name] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return paths

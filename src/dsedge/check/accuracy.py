@@ -113,9 +113,29 @@ class Metrics:
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "kl_per_token"}
         if self.kl_per_token:
-            q = np.quantile(self.kl_per_token, [0.5, 0.9, 0.99])
-            d["kl_quantiles"] = {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2])}
+            q = np.quantile(self.kl_per_token, KL_QUANTILES)
+            d["kl_quantiles"] = {f"p{100 * p:g}": float(v) for p, v in zip(KL_QUANTILES, q)}
+            d["kl_quantiles"]["max"] = float(np.max(self.kl_per_token))
+            d["kl_histogram"] = kl_histogram(self.kl_per_token)
         return d
+
+
+KL_QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+def kl_histogram(values, lo: float = 1e-8, hi: float = 1e2, per_decade: int = 4) -> dict:
+    """Per-token KL on log-spaced bins, compact enough for report.json (40 counts by default).
+
+    KL spans decades (most tokens ~1e-5, a few ~1): linear bins would put everything in the
+    first one. Values below `lo` (identical distributions, or float round-off that can make a
+    KL slightly negative) are counted in `below`, values at or above `hi` in `above`.
+    -> {"edges": [n+1 floats], "counts": [n ints], "below": int, "above": int, "n": int}"""
+    v = np.asarray(values, dtype=np.float64)                               # (tokens,)
+    decades = int(round(np.log10(hi / lo)))
+    edges = np.logspace(np.log10(lo), np.log10(hi), decades * per_decade + 1)   # (n+1,)
+    counts, _ = np.histogram(v[(v >= lo) & (v < hi)], bins=edges)
+    return {"edges": [float(f"{e:.6g}") for e in edges], "counts": counts.astype(int).tolist(),
+            "below": int((v < lo).sum()), "above": int((v >= hi).sum()), "n": int(v.size)}
 
 
 def task_accuracy(fn: LogitsFn, task: list[tuple[list[int], list[int]]]) -> float | None:

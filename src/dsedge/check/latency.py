@@ -4,7 +4,7 @@ estimate or from `dsedge bench` on the device."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,9 +21,15 @@ class Latency:
     decode_tokens_per_s: float
     runs: int
     warmup: int
+    # every timed run, in order (ms): the report's latency distribution (a few dozen numbers)
+    prefill_ms_samples: list[float] = field(default_factory=list)
+    decode_ms_samples: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return self.__dict__.copy()
+        d = self.__dict__.copy()
+        for k in ("prefill_ms_samples", "decode_ms_samples"):
+            d[k] = [round(x, 4) for x in d[k]]
+        return d
 
 
 def measure_latency(decoder: OnnxDecoder, prompt_tokens: int = 128, decode_tokens: int = 32,
@@ -45,4 +51,4 @@ def measure_latency(decoder: OnnxDecoder, prompt_tokens: int = 128, decode_token
     pre, dec = np.asarray(prefill) * 1e3, np.asarray(decode) * 1e3
     return Latency(prompt_tokens, float(np.median(pre)), float(np.percentile(pre, 90)),
                    float(np.median(dec)), float(np.percentile(dec, 90)), float(1e3 / np.median(dec)),
-                   runs, warmup)
+                   runs, warmup, pre.tolist(), dec.tolist())

@@ -86,11 +86,77 @@ def to_markdown(r: dict) -> str:
               "- KL: mean KL(FP16 reference ‖ model) over next-token distributions; top-1: share of positions "
               "where both pick the same token.",
               "- Host latency: batch 1 on this machine's CPU (indicative only, not the target).",
-              "", "## Stage times (s)", "", "| stage | seconds |", "|---|---|"]
+              ""]
+    lines += _layers_md(r) + _kl_md(r) + _latency_md(r)
+    lines += ["## Stage times (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["stage_seconds"].items()]
     return "\n".join(lines) + "\n"
 
 
-def write_reports(folder: Path, report: dict) -> None:
-    (Path(folder) / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (Path(folder) / "report.md").write_text(to_markdown(report))
+def layer_stats(layers: list[dict]) -> dict | None:
+    """min / median / max SQNR (dB) over the measured linears (exact ones left out), or None."""
+    v = sorted(x["sqnr_db"] for x in layers if x.get("sqnr_db") is not None)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return {"count": len(layers), "min": v[0], "max": v[-1],
+            "median": v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2}
+
+
+def _layers_md(r: dict, worst: int = 8) -> list[str]:
+    layers = r.get("layers")
+    lines = ["## Per-layer quantization error (weight SQNR)", ""]
+    stats = layer_stats(layers or [])
+    if not stats:
+        why = r.get("layers_note") or ("not in this report" if layers is None else "no quantized linears")
+        return lines + [f"Not measured: {why}.", ""]
+    lines += [f"10·log10(‖W‖² / ‖W − Ŵ‖²) per quantized linear, measured as each weight was quantized: "
+              f"{stats['count']} linears, min {stats['min']:.1f} dB, median {stats['median']:.1f} dB, "
+              f"max {stats['max']:.1f} dB. The {min(worst, len(layers))} lowest:", "",
+              "| linear | SQNR dB | bits | group |", "|---|---|---|---|"]
+    ranked = sorted(layers, key=lambda x: float("inf") if x["sqnr_db"] is None else x["sqnr_db"])
+    lines += [f"| {x['name']} | {_f(x['sqnr_db'], '{:.2f}')} | {x['bits']} | {x['group_size']} |" for x in ranked[:worst]]
+    return lines + [""]
+
+
+def _kl_md(r: dict) -> list[str]:
+    q = (r.get("onnx") or {}).get("kl_quantiles")
+    lines = ["## Per-token KL against FP16 (ONNX)", ""]
+    if not q:
+        return lines + ["Not measured" + (f": {r['accuracy_skipped']}" if r.get("accuracy_skipped") else "") + ".", ""]
+    n = ((r["onnx"].get("kl_histogram") or {}).get("n"))
+    return lines + [f"KL(FP16 ‖ ONNX) per next-token position{f' ({n} tokens)' if n else ''}; its mean is the "
+                    "KL above. The histogram is in report.html.", "",
+                    "| " + " | ".join(q) + " |", "|" + "---|" * len(q), "| " + " | ".join(f"{v:.3g}" for v in q.values())
+                    + " |", ""]
+
+
+def _latency_md(r: dict) -> list[str]:
+    lat = r.get("host_latency")
+    lines = ["## Host latency distribution (onnxruntime CPU)", ""]
+    if not lat:
+        return lines + ["Not measured.", ""]
+    lines += ["| phase | runs | min | median | p90 | max |", "|---|---|---|---|---|---|"]
+    for phase, key in (("prefill (ms)", "prefill"), ("decode (ms/token)", "decode")):
+        s = lat.get(f"{key}_ms_samples") or []
+        lo, hi = (f"{min(s):.3g}", f"{max(s):.3g}") if s else ("n/a", "n/a")
+        lines.append(f"| {phase} | {len(s) or 'n/a'} | {lo} | {lat[f'{key}_ms_median']:.3g} | "
+                     f"{lat[f'{key}_ms_p90']:.3g} | {hi} |")
+    return lines + [""]
+
+
+def write_reports(folder: Path, report: dict, json_too: bool = True) -> dict[str, Path]:
+    """report.json (unless json_too is False: regenerating from it), report.md and report.html.
+    -> {"json"?, "md", "html"}: the files written."""
+    from .html import to_html
+
+    folder = Path(folder)
+    paths = {}
+    if json_too:
+        paths["json"] = folder / "report.json"
+        paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["md"] = folder / "report.md"
+    paths["md"].write_text(to_markdown(report))
+    paths["html"] = folder / "report.html"
+    paths["html"].write_text(to_html(report))
+    return paths
