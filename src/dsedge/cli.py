@@ -102,6 +102,7 @@ def build(
     block_size: Optional[int] = typer.Option(None, "--block-size", help="GPTQ columns per block (default 128)."),
     true_sequential: Optional[bool] = typer.Option(None, "--true-sequential/--no-true-sequential", help="GPTQ: attention before MLP within a layer (default on)."),
     grid: Optional[int] = typer.Option(None, "--grid", help="AWQ scale-search grid points (default 20)."),
+    clip: Optional[bool] = typer.Option(None, "--clip/--no-clip", help="AWQ weight-clipping search (default: the backend's; llmcompressor never, gptqmodel always)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="SmoothQuant migration strength (default 0.5)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
@@ -126,7 +127,7 @@ def build(
         from .quantize import config_from_options
 
         options = dict(backend=backend, act_order=act_order, static_groups=static_groups, damping=damping,
-                       block_size=block_size, true_sequential=true_sequential, grid=grid, alpha=alpha)
+                       block_size=block_size, true_sequential=true_sequential, grid=grid, clipping=clip, alpha=alpha)
         chosen = (method, bits, group_size, True if asym else None, *options.values())
         # nothing chosen: the default (INT4 RTN), or an imported checkpoint's own quantization
         quant = None if all(v is None for v in chosen) else config_from_options(

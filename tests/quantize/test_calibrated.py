@@ -42,7 +42,7 @@ def ckpts():
             ck = open_checkpoint(reference.checkpoint_path(name))
             tok = ck.tokenizer()
             calib = CalibData(_windows(tok, reference.calib_text_path(), CALIB_SAMPLES, CALIB_TOKENS),
-                              source="reference calib.txt", sha256="")
+                              source="reference calib.txt", sha256="", tokenizer=tok)
             ev = _windows(tok, reference.eval_text_path(), 32, 128).numpy()
             data = EvalData(ev, [], "reference eval.txt", "", 128)
             out[name] = (ck, calib, data)
@@ -101,6 +101,10 @@ def test_methods_are_registered_and_round_trip():
     (lambda: SmoothQuantConfig(bits=4), "--bits 4"),
     (lambda: GptqConfig(damping=0), "--damping"),
     (lambda: GptqConfig(backend="autogptq"), "--backend autogptq"),
+    (lambda: GptqConfig(static_groups=True), "only applies with --act-order"),
+    (lambda: GptqConfig(backend="gptqmodel", block_size=64), "block size is fixed at 128"),
+    (lambda: AwqConfig(backend="gptqmodel", grid=10), "grid is fixed at 20"),
+    (lambda: AwqConfig(backend="gptqmodel", clipping=False), "always runs the clipping"),
 ])
 def test_bad_method_options_are_named(make, match):
     with pytest.raises(ConfigError, match=match):

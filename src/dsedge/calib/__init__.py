@@ -22,6 +22,9 @@ class CalibData:
     source: str                                  # file path, dataset name or "reference corpus"
     sha256: str                                  # of the source bytes that produced the samples
     recipe: dict = field(default_factory=dict)   # the resolved recipe (samples, seq_len, seed, ...)
+    # the tokenizer that made the ids (a library that loads the model from a folder wants it saved
+    # beside the weights: GPTQModel); not part of the manifest
+    tokenizer: object = field(default=None, repr=False, compare=False)
 
     def describe(self) -> dict:
         n, t = self.input_ids.shape

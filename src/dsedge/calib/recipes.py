@@ -158,7 +158,8 @@ def resolve_calibration(spec: str | Path | None, tokenizer, recipes_dir: Path | 
             f"seq_len {recipe.seq_len} exceeds the tokenizer's model_max_length {max_len}"
     if note:
         resolved["note"] = note
-    return CalibData(input_ids=torch.from_numpy(windows), source=src.label, sha256=src.sha256, recipe=resolved)
+    return CalibData(input_ids=torch.from_numpy(windows), source=src.label, sha256=src.sha256, recipe=resolved,
+                     tokenizer=tokenizer)
 
 
 def _read_source(recipe: Recipe, base: Path) -> SourceText:

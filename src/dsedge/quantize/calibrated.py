@@ -23,6 +23,9 @@ from ..errors import ConfigError
 from .configs import WeightOnlyConfig
 
 BACKENDS = ("llmcompressor", "gptqmodel")
+# GPTQModel 7.6 hard-codes these (gptqmodel/quantization/gptq.py: quantize(blocksize=128);
+# gptqmodel/looper/awq_processor.py: n_grid = 20): other values cannot be passed to it
+GPTQMODEL_FIXED = {"block_size": 128, "grid": 20}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ class GptqConfig(CalibratedConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.static_groups and not self.act_order:
+            raise ConfigError("--static-groups only applies with --act-order", "add --act-order, or drop --static-groups")
+        if self.backend == "gptqmodel" and self.block_size != GPTQMODEL_FIXED["block_size"]:
+            raise ConfigError(f"GPTQModel's GPTQ block size is fixed at {GPTQMODEL_FIXED['block_size']}; "
+                              f"--block-size {self.block_size} cannot be passed to it",
+                              "drop --block-size, or use --backend llmcompressor")
         if not 0 < self.damping < 1:
             raise ConfigError(f"--damping {self.damping} is not in (0, 1)", "use --damping 0.01")
         if self.block_size < 1:
@@ -75,9 +84,9 @@ class AwqConfig(CalibratedConfig):
     method: ClassVar[str] = "awq"
     grid: int = 20               # grid points for the scale exponent in [0, 1): the paper, AutoAWQ,
                                  # llm-compressor (n_grid), GPTQModel
-    clipping: bool = False       # AWQ's weight-clipping search (paper, AutoAWQ: on). llm-compressor
-                                 # dropped it (not supported there); GPTQModel's AWQ does not expose it
-                                 # either, so True is refused until a backend supports it
+    clipping: bool | None = None  # AWQ's weight-clipping search (paper, AutoAWQ: on). None: what the
+                                  # backend does — llm-compressor dropped it (off), GPTQModel always
+                                  # runs it (on); asking a backend for the other is refused
     duo_scaling: bool = True     # scales from activations and weights (AutoAWQ, llm-compressor default)
     # v_proj -> o_proj scaling is skipped under GQA (v_proj's outputs are shared by several heads):
     # both backends skip it when the shapes do not match, as AutoAWQ does
@@ -86,9 +95,20 @@ class AwqConfig(CalibratedConfig):
         super().__post_init__()
         if self.grid < 2:
             raise ConfigError(f"--grid {self.grid} must be at least 2", "use --grid 20")
-        if self.clipping:
-            raise ConfigError("AWQ clipping search is not supported by llm-compressor or GPTQModel",
-                              "leave clipping off (the scale search is still done)")
+        if self.backend == "gptqmodel" and self.grid != GPTQMODEL_FIXED["grid"]:
+            raise ConfigError(f"GPTQModel's AWQ grid is fixed at {GPTQMODEL_FIXED['grid']} points; --grid {self.grid} "
+                              "cannot be passed to it", "drop --grid, or use --backend llmcompressor")
+        if self.clipping is True and self.backend == "llmcompressor":
+            raise ConfigError("llm-compressor's AWQ has no clipping search (it was dropped there)",
+                              "use --backend gptqmodel (always clips), or drop --clip")
+        if self.clipping is False and self.backend == "gptqmodel":
+            raise ConfigError("GPTQModel's AWQ always runs the clipping search",
+                              "use --backend llmcompressor (never clips), or drop --no-clip")
+
+    @property
+    def clips(self) -> bool:
+        """Whether the weight-clipping search runs (the backend's behaviour when not asked)."""
+        return self.backend == "gptqmodel" if self.clipping is None else self.clipping
 
 
 @dataclass(frozen=True)
