@@ -1,0 +1,48 @@
+"""What a release is made of on the host side: its id and the files shipped into it."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifact import read_manifest
+from ..errors import UsageError
+from ..load.checkpoint import file_sha256
+
+DEVICE_PACKAGE = "dsedge_device"   # device/ is shipped into every release under this name
+
+
+def artifact_id(folder: Path) -> str:
+    """The release id: a short hash of manifest.json, which lists every file's sha256. Two
+    artifacts with the same content and metadata get the same id, whatever their folder names."""
+    f = Path(folder) / "manifest.json"
+    read_manifest(folder)   # the usual error when it is not an artifact
+    return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ShipFile:
+    name: str          # path inside the release
+    path: Path         # on this host
+    sha256: str
+    size: int
+
+
+def files_to_ship(folder: Path) -> list[ShipFile]:
+    """The artifact's files (checked against the manifest's sha256 before anything is sent),
+    manifest.json itself, and the device package."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    out = []
+    for name, rec in sorted(manifest.get("files", {}).items()):
+        p = folder / name
+        if not p.is_file() or p.stat().st_size != rec["bytes"] or file_sha256(p) != rec["sha256"]:
+            raise UsageError(f"{p} does not match the artifact's manifest (missing or changed since the build)",
+                             "rebuild the artifact (dsedge build) or restore the file")
+        out.append(ShipFile(name, p, rec["sha256"], rec["bytes"]))
+    m = folder / "manifest.json"
+    out.append(ShipFile("manifest.json", m, file_sha256(m), m.stat().st_size))
+    pkg = Path(__file__).with_name("device")
+    for p in sorted(pkg.glob("*.py")):
+        out.append(ShipFile(f"{DEVICE_PACKAGE}/{p.name}", p, file_sha256(p), p.stat().st_size))
+    return out
