@@ -71,3 +71,23 @@ def test_load_eval_rejects_unusable_text(tmp_path, text, match):
     f.write_text(text)
     with pytest.raises(UsageError, match=match):
         load_eval(_WordTok(), f, window=64)
+
+
+def test_kl_distribution_is_kept_as_quantiles_and_a_log_histogram():
+    res = evaluate({"ref": oracle, "u": uniform, "near": lambda ids: oracle(ids) * 0.5}, _data(n=6), reference="ref")
+    for name in ("u", "near"):
+        d = res[name].to_dict()
+        kl = np.asarray(res[name].kl_per_token)
+        h, q = d["kl_histogram"], d["kl_quantiles"]
+        assert h["n"] == kl.size == 6 * 31
+        assert sum(h["counts"]) + h["below"] + h["above"] == h["n"]
+        edges = np.asarray(h["edges"])
+        assert len(edges) == len(h["counts"]) + 1 and np.allclose(np.diff(np.log10(edges)), 0.25)
+        # each token lands in the bin holding its value
+        i = np.searchsorted(edges, kl, side="right") - 1
+        inside = (kl >= edges[0]) & (kl < edges[-1])
+        assert np.array_equal(np.bincount(i[inside], minlength=len(h["counts"])), h["counts"])
+        vals = [q[k] for k in ("p50", "p90", "p99", "p99.9", "max")]
+        assert vals == sorted(vals) and q["max"] == pytest.approx(kl.max())
+    assert res["u"].to_dict()["kl_quantiles"]["p50"] > res["near"].to_dict()["kl_quantiles"]["p50"]
+    assert "kl_histogram" not in res["ref"].to_dict()  # the reference has no per-token KL against itself
