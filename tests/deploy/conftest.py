@@ -89,7 +89,7 @@ def artifacts(built, tmp_path_factory):
     INT4 RTN build (read only) and a copy of it re-manifested with a note."""
     from dsedge.artifact import read_manifest, write_manifest
 
-    a = Path(os.environ["DEVTMP_ART"]) if os.environ.get("DEVTMP_ART") else built("qwen2-tiny", "rtn").path
+    a = built("qwen2-tiny", "rtn").path
     b = tmp_path_factory.mktemp("deploy-artifacts") / "b"
     shutil.copytree(a, b)
     m = read_manifest(b)

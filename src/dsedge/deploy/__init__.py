@@ -51,7 +51,7 @@ def bench(artifact, device: str | None = None, *, runtime: str = "auto", prompt_
           write: bool = True):
     """Benchmark the artifact here (or its active release on `device` over SSH); results go into
     the artifact's report (measured section, budgets) unless write=False -> the bench dict."""
-    from .bench import BenchOptions, run
+    from .benchmark import BenchOptions, run
 
     opts = BenchOptions(runtime, prompt_tokens, decode_tokens, runs, warmup, power_root)
     target, ssh = (None, None)

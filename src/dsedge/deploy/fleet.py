@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifact import read_manifest
 from ..errors import DsedgeError
 from .errors import DeviceError, SmokeTestFailed
 from .inventory import DeviceTarget
 from .probe import DeviceInfo, choose_runtime
-from .releases import artifact_id, files_to_ship
+from .releases import artifact_id, files_to_ship, read_manifest
 from .remote import DeviceSide
 from .smoke import compare, reference
 from .ssh import Ssh, SshOptions

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engine.platform import load_mismatches
 from .errors import EngineMismatch, UsageError
 
 # L4T release -> JetPack (NVIDIA's JetPack archive / L4T release notes); most specific prefix wins.
@@ -64,6 +63,8 @@ def choose_runtime(manifest: dict, dev: DeviceInfo, requested: str, address) -> 
                          "install JetPack's TensorRT there, or pass --runtime onnxruntime to run the artifact's "
                          "ONNX with onnxruntime instead")
     if engine.get("built"):
+        from ..engine.platform import load_mismatches   # (imports onnx: only when needed)
+
         meta = engine.get("metadata") or {}
         bad = load_mismatches(meta, dev.running())
         if bad:

@@ -5,11 +5,32 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import read_manifest
 from ..errors import UsageError
-from ..load.checkpoint import file_sha256
 
 DEVICE_PACKAGE = "dsedge_device"   # device/ is shipped into every release under this name
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict:
+    """manifest.json of an artifact. (dsedge.artifact has the same reader, but importing it pulls
+    torch in through dsedge.load; deploy/ must not.)"""
+    import json
+
+    f = Path(folder) / "manifest.json"
+    if not f.is_file():
+        raise UsageError(f"{folder} is not a dsedge artifact (no manifest.json)",
+                         "pass an artifact folder from `dsedge build`")
+    try:
+        return json.loads(f.read_text())
+    except ValueError as e:
+        raise UsageError(f"{f} is not valid JSON: {e}", "rebuild the artifact") from None
 
 
 def artifact_id(folder: Path) -> str:

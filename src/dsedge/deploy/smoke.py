@@ -22,15 +22,17 @@ def reference(folder: Path, n: int, prompt: str = SMOKE_PROMPT) -> Reference:
     import numpy as np
     from tokenizers import Tokenizer
 
-    from ..check.session import OnnxDecoder
+    # The device's own onnxruntime runner with the settings of dsedge's host check (accuracy
+    # level 1); dsedge.check.session is not imported because dsedge.check pulls torch in.
+    from .device.runtime import OrtDecoder
 
     tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
     ids = tok.encode(prompt).ids or [0]
-    dec = OnnxDecoder(Path(folder) / "model.onnx")
+    dec = OrtDecoder(Path(folder))
     logits, cache = dec.run(np.asarray([ids], np.int64))
     toks, margins = [], []
     for _ in range(n):
-        last = logits[0, -1]
+        last = logits
         top2 = np.sort(last)[-2:]
         toks.append(int(last.argmax()))
         margins.append(float(top2[1] - top2[0]))

@@ -121,7 +121,11 @@ def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_to
     for _ in range(warmup):
         one(False)
     reader = find_reader(power_root)
-    memory = getattr(reader, "memory_used_bytes", None) or _system_used
+    # Device memory: NVML on a discrete GPU; on a Jetson (unified memory) the system's memory in
+    # use above the start; elsewhere only this process's peak RSS (other processes' memory on a
+    # shared host is not ours).
+    on_jetson = os.path.exists("/etc/nv_tegra_release") or (reader is not None and reader.name in ("ina3221", "tegrastats"))
+    memory = getattr(reader, "memory_used_bytes", None) or (_system_used if on_jetson else None)
     ttfts, steps, windows = [], [], []
     sampler = Sampler(reader if reader else _NoPower(), interval=interval, memory=memory)
     with sampler:
@@ -135,13 +139,13 @@ def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_to
         t_stop = sampler.mark()
     dec_ms = _stats(steps)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024        # Linux: KiB
-    device_peak = sampler.peak_memory - (0 if reader and reader.name == "nvml" else base_used)
+    device_peak = sampler.peak_memory - (0 if reader and reader.name == "nvml" else base_used) if memory else 0
     res = {"runtime": dec.name, "prompt_tokens": prompt_tokens, "decode_tokens": decode_tokens, "runs": runs,
            "warmup": warmup, "ttft_ms": _stats(ttfts), "decode_ms": dec_ms,
            "decode_tokens_per_s": 1e3 / dec_ms["median"],
            "peak_rss_gb": rss / GiB, "peak_memory_gb": max(rss, device_peak) / GiB,
            "memory_source": "NVML device memory" if reader and reader.name == "nvml"
-           else "process peak RSS / system memory in use above the start (unified memory)",
+           else "system memory in use above the start (unified memory)" if memory else "process peak RSS",
            "power": None}
     if reader is not None:
         total = _energy(sampler, t_start, t_stop)
