@@ -1,6 +1,6 @@
 """Train a tiny reference checkpoint from scratch on the synthetic corpus (CPU, fp32).
 
-    python -m dsedge.reference.train --arch qwen2|llama --out DIR [--steps N] [--seed S]
+    python -m dsedge.reference.train --arch qwen2|llama|deepseek_v2 --out DIR [--steps N] [--seed S]
 
 Writes a standard Hugging Face folder (config.json, model.safetensors in bf16,
 tokenizer.json, tokenizer_config.json, generation_config.json) plus
@@ -45,7 +45,11 @@ from . import corpus
 SEQ_LEN = 128
 SPECIALS = ["<s>", "</s>", "<unk>", "<pad>"]  # ids 0..3
 BOS, EOS, UNK, PAD = range(4)
-ARCHS = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
+ARCHS = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM", "deepseek_v2": "DeepseekV2ForCausalLM"}
+# Switch-Transformer load-balancing loss weight for MoE training (Fedus et al. 2021 use 0.01):
+# transformers' DeepseekV2 has no auxiliary loss of its own, and without one the router collapses
+# onto a few experts, which would make the reference useless for per-expert calibration.
+AUX_LOSS_COEF = 0.01
 DATA_DIR = Path(__file__).parent / "data"
 # Qwen2Tokenizer's pre-tokenizer split pattern (transformers/models/qwen2/tokenization_qwen2.py)
 QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
@@ -56,7 +60,7 @@ QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
 def build_tokenizer(arch: str) -> Tokenizer:
     """The raw `tokenizers.Tokenizer` for `arch` (see module docstring)."""
     words = corpus.vocabulary()
-    if arch == "llama":
+    if arch in ("llama", "deepseek_v2"):
         vocab = {t: i for i, t in enumerate(SPECIALS + words)}
         tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -109,6 +113,8 @@ def make_config(arch: str, n_tokens: int):
     """Tiny DeepSeek-distill-shaped config; vocab padded up to a multiple of 128."""
     from transformers import LlamaConfig, Qwen2Config
 
+    if arch == "deepseek_v2":
+        return make_deepseek_v2_config(n_tokens)
     common = dict(
         vocab_size=(n_tokens + 127) // 128 * 128, hidden_size=256, intermediate_size=768,
         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
@@ -119,6 +125,71 @@ def make_config(arch: str, n_tokens: int):
     if arch == "qwen2":  # q/k/v projections carry a bias in Qwen2 (hard-wired in the model)
         return Qwen2Config(use_sliding_window=False, **common)
     return LlamaConfig(attention_bias=False, mlp_bias=False, **common)
+
+
+def make_deepseek_v2_config(n_tokens: int, q_lora_rank: int | None = None):
+    """DeepSeek-V2-Lite's structure at toy size: MLA (no query compression, as V2-Lite; q_lora_rank
+    set gives the full V2 / V3 form), the first layer dense, then routed top-k + shared experts.
+    V2-Lite: hidden 2048, 27 layers, 16 heads, kv_lora_rank 512, rope 64 / nope 128 / v 128,
+    64 routed experts top-6 + 2 shared, moe_intermediate 1408. Here every linear's in_features is
+    a multiple of 128 (INT4 group size): hidden 256, kv_lora_rank 128, heads x v_head_dim = 256,
+    moe_intermediate 128."""
+    from transformers import DeepseekV2Config
+
+    return DeepseekV2Config(
+        vocab_size=(n_tokens + 127) // 128 * 128, hidden_size=256, intermediate_size=768,
+        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8,
+        kv_lora_rank=128, q_lora_rank=q_lora_rank, qk_nope_head_dim=32, qk_rope_head_dim=32, v_head_dim=32,
+        n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=2, moe_intermediate_size=128,
+        first_k_dense_replace=1, topk_method="greedy", norm_topk_prob=False, routed_scaling_factor=1.0,
+        max_position_embeddings=512, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=False, rms_norm_eps=1e-6, bos_token_id=BOS, eos_token_id=EOS,
+        pad_token_id=PAD, architectures=[ARCHS["deepseek_v2"]],
+    )
+
+
+class RouterProbe:
+    """Forward hooks on every MoE router (a module with `top_k` and `num_experts`): keeps each
+    call's router logits for the load-balancing loss, and counts tokens per expert."""
+
+    def __init__(self, model):
+        self.logits: list[tuple[torch.Tensor, int]] = []
+        self.counts: dict[str, torch.Tensor] = {}
+        self.handles = []
+        for name, mod in model.named_modules():
+            if hasattr(mod, "top_k") and hasattr(mod, "num_experts") and isinstance(getattr(mod, "weight", None), torch.nn.Parameter):
+                self.counts[name] = torch.zeros(mod.num_experts, dtype=torch.long)
+                self.handles.append(mod.register_forward_hook(self._hook(name, mod.num_experts, mod.top_k)))
+
+    def _hook(self, name, n_experts, top_k):
+        def hook(mod, args, out):
+            logits, _, idx = out                                   # (S, E), (S, K), (S, K)
+            if torch.is_grad_enabled():
+                self.logits.append((logits, top_k))
+            self.counts[name] += torch.bincount(idx.reshape(-1).cpu(), minlength=n_experts)
+        return hook
+
+    def aux_loss(self) -> torch.Tensor:
+        """Switch-style balance loss, mean over routers: E * sum_e f_e * p_e (1 when balanced)."""
+        losses = []
+        for logits, top_k in self.logits:
+            e = logits.shape[-1]
+            probs = logits.float().softmax(-1)                     # (S, E)
+            top = probs.topk(top_k, dim=-1).indices                # (S, K)
+            f = torch.zeros(e).scatter_add_(0, top.reshape(-1), torch.ones(top.numel())) / top.numel()
+            losses.append(e * (f * probs.mean(0)).sum())           # f: no gradient, p: gradient
+        self.logits.clear()
+        return torch.stack(losses).mean() if losses else torch.zeros(())
+
+    def load(self) -> dict:
+        """Per router: tokens routed to each expert and the share of the busiest one."""
+        return {n: {"tokens": c.tolist(), "max_share": round(float(c.max() / c.sum().clamp(min=1)), 4)}
+                for n, c in self.counts.items()}
+
+    def reset(self):
+        self.logits.clear()
+        for c in self.counts.values():
+            c.zero_()
 
 
 # ---- data ---------------------------------------------------------------------
@@ -239,6 +310,7 @@ def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: floa
     config = make_config(arch, tok.get_vocab_size())
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.train()
+    probe = RouterProbe(model)   # no routers in dense models: aux loss 0
 
     # One pass over fresh training text, never repeated: ~9 tokens per line.
     n_lines = int(steps * batch_size * (SEQ_LEN - 1) / 8.5) + 1000
@@ -263,6 +335,8 @@ def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: floa
             g["lr"] = lr_at(step)
         x = windows[step * batch_size: (step + 1) * batch_size]  # (B, T)
         loss = model(input_ids=x, labels=x).loss                 # shifted CE inside
+        if probe.counts:
+            loss = loss + AUX_LOSS_COEF * probe.aux_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -283,7 +357,9 @@ def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: floa
     # Evaluate exactly what was shipped: reload, fp32 compute on bf16-rounded weights.
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     hf_tok = AutoTokenizer.from_pretrained(out)
+    probe = RouterProbe(model)
     ppl = eval_perplexity(model, hf_tok)
+    expert_load = probe.load()   # tokens per expert over the eval windows
     acc = task_accuracy(model, hf_tok)
     n_eval = make_windows(encode_lines(hf_tok, read_lines(DATA_DIR / "eval.txt"))).numel()
     report = {
@@ -296,6 +372,7 @@ def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: floa
         "n_params": sum(p.numel() for p in model.parameters()),
         "eval_ppl": ppl, "eval_windows": n_eval // SEQ_LEN, "task_accuracy": acc,
         "fake_quant": quant_report(model, hf_tok),
+        **({"expert_load_eval": expert_load} if expert_load else {}),
         "command": "python -m dsedge.reference.train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "torch_version": torch.__version__,
     }
