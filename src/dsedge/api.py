@@ -451,14 +451,17 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
     from .quantize import METHODS, config_from_options
     from .report.compare import compare_rows, write_compare
 
-    unknown = [m for m in methods if m not in METHODS]
+    # "gptq:gptqmodel" names a method and its backend, to compare two implementations of one method
+    specs = [m.split(":", 1) if ":" in m else [m, None] for m in methods]
+    unknown = [m for m, _ in specs if m not in METHODS]
     if unknown or not methods:
         raise UsageError(f"unknown method(s): {', '.join(unknown) or '(none given)'}",
-                         f"use --methods with some of: {', '.join(METHODS)}")
+                         f"use --methods with some of: {', '.join(METHODS)} (calibrated ones may name a backend: "
+                         "gptq:gptqmodel)")
     configs = []
-    for m in methods:
+    for m, backend in specs:
         b = bits if m not in ("fp16", "int8") else None
-        configs.append(config_from_options(m, b, group_size if m not in ("fp16", "int8") else None))
+        configs.append(config_from_options(m, b, group_size if m not in ("fp16", "int8") else None, backend=backend))
     if output is None:
         name = Path(str(model)).name if model else reference.DEFAULT_MODEL
         output = Path("artifacts") / f"compare-{name}-{target}"

@@ -220,12 +220,13 @@ def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = typer.Option(
 @app.command()
 def compare(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the reference checkpoint)."),
-    methods: str = typer.Option("fp16,int8,rtn", "--methods", help="Comma-separated methods to build and compare."),
+    methods: str = typer.Option("fp16,int8,rtn", "--methods", help="Comma-separated methods to build and compare; METHOD:BACKEND names a backend (gptq:gptqmodel)."),
     bits: Optional[int] = typer.Option(None, "--bits", help="Bits for the methods that take them (default 4)."),
     group_size: Optional[int] = typer.Option(None, "--group-size"),
     target: str = typer.Option("orin", "--target", "-t"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the artifacts and compare.csv/json/pareto.png."),
     eval_file: Optional[Path] = typer.Option(None, "--eval"),
+    calib: Optional[str] = typer.Option(None, "--calib", help="Calibration for gptq / awq / smoothquant (recipe name, YAML, .txt or .jsonl)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
     no_latency: bool = typer.Option(False, "--no-latency"),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of the table."),
@@ -239,7 +240,7 @@ def compare(
             console.print(f"[bold]{i + 1}/{n}[/bold] {label}", highlight=False)
 
         results, rows, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
-                                     target, output, overwrite, progress, eval_path=eval_file,
+                                     target, output, overwrite, progress, eval_path=eval_file, calib_spec=calib,
                                      latency=not no_latency, build_engine=False)
         if as_json:
             out.print_json(json.dumps(rows))

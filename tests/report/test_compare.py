@@ -113,3 +113,31 @@ def test_kl_is_the_loss_axis_without_ppl(reports):
 def test_pareto_front():
     pts = [(4.0, 1.0), (1.0, 5.0), (3.0, 4.0), (2.0, 3.0), (5.0, 1.0)]
     assert pareto_front(pts) == [(1.0, 5.0), (2.0, 3.0), (4.0, 1.0)]
+
+
+@pytest.mark.slow
+def test_cli_compare_writes_table_files_and_plot_in_one_command(tmp_path):
+    """`dsedge compare` end to end: two methods built through the same pipeline, one table."""
+    from typer.testing import CliRunner
+
+    from dsedge.cli import app
+
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", "--methods", "fp16,rtn", "--bits", "4", "--no-latency", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "fp16" in r.output and "rtn-w4-g128" in r.output
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert [row["method"] for row in rows] == ["fp16", "rtn"]
+    assert (out / "compare.csv").is_file() and matplotlib.image.imread(out / "pareto.png").shape[0] > 100
+    assert (out / "fp16" / "manifest.json").is_file() and (out / "rtn-w4-g128" / "manifest.json").is_file()
+
+
+def test_cli_compare_names_a_backend_the_method_does_not_take(tmp_path):
+    from typer.testing import CliRunner
+
+    from dsedge.cli import app
+
+    r = CliRunner().invoke(app, ["compare", "--methods", "rtn:gptqmodel,fp16", "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--backend is not an option of method rtn" in r.output, r.output
+    r = CliRunner().invoke(app, ["compare", "--methods", "gptq:autogptq", "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--backend autogptq is not supported" in r.output, r.output
