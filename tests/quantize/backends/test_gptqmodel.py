@@ -106,3 +106,14 @@ def test_build_with_gptqmodel_act_order_exports_the_permutation(tmp_path):
     assert fid["max_abs_diff"] <= fid["atol"] + fid["rtol"] * fid["max_abs_logit"]
     assert report["greedy_generation"]["agrees"]
     assert report["onnx"]["kl"] < 0.05 and np.isfinite(report["onnx"]["perplexity"])
+
+
+def test_importing_gptqmodel_leaves_the_root_logger_alone():
+    """GPTQModel's import sets the root logger to INFO with a stderr handler; dsedge undoes it so
+    other libraries' INFO records do not flood the build output."""
+    import logging
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    backend._import()
+    assert (root.level, list(root.handlers)) == before

@@ -38,11 +38,20 @@ os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
 
 def _import():
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
     try:
         import gptqmodel  # noqa: F401
     except ImportError as e:
         raise ConfigError(f"--backend gptqmodel needs the GPTQModel library ({e})",
                           'pip install "dsedge[gptqmodel]" (GPTQModel 7.6.0; install torch==2.13.0 first)') from None
+    finally:
+        # importing GPTQModel configures the root logger (INFO, a stderr handler), which would
+        # print every library's INFO records (onnx-ir's passes...) through dsedge's output
+        root.setLevel(level)
+        root.handlers[:] = handlers
     return gptqmodel
 
 
