@@ -541,3 +541,8 @@ def report(artifact: str | Path) -> dict[str, Path]:
             manifest.setdefault("files", {})[p.name] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return paths
+
+
+# Deploy stage (no torch there): `dsedge flash`, `dsedge flash --rollback`, `dsedge devices
+# status`, `dsedge bench` are these functions.
+from .deploy import bench, devices_status, flash, rollback  # noqa: E402,F401
