@@ -173,7 +173,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                 exp = ExportResult(path=staging / "model.onnx", **meta)
             else:
                 exp = export_onnx(ckpt.config, weights_of, qweights, qres.spec, staging / "model.onnx", act_dtype,
-                                  act_scales=qres.act_scales)
+                                  act_scales=qres.act_scales, cache=cache)
                 cache.put("export", key, sorted(staging.glob("model.onnx*")),
                           {k: v for k, v in exp.__dict__.items() if k != "path"})
             for f in TOKENIZER_FILES + CONFIG_FILES:
@@ -193,7 +193,8 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                 checked_onnx = exp.path
             else:  # the same weights (first layers only when truncated), exported the same way
                 checked_onnx = export_onnx(ref_model.config, weights_of, qweights, qres.spec,
-                                           Path(scratch) / "check.onnx", check_dtype, act_scales=qres.act_scales).path
+                                           Path(scratch) / "check.onnx", check_dtype, act_scales=qres.act_scales,
+                                           cache=cache).path
             q_model = copy.deepcopy(ref_model) if full and ref_ckpt is None else ref_model
             if ref_ckpt is not None:  # the original the imported checkpoint was quantized from
                 ref_model = _round_to_fp16(ref_ckpt.load_model(torch.float32, layers=layers))

@@ -36,12 +36,24 @@ def _run(fn):
     def on_term(signum, frame):
         err = BuildInterrupted("interrupted by SIGTERM; no artifact was written")
         err.exit_code = 128 + signum
+        # raised wherever Python is; if that is a __del__, Python ignores it, so the stage hook
+        # (_progress) raises it again at the next stage boundary, before any artifact is renamed in
+        _state["terminated"] = err
         raise err
 
     signal.signal(signal.SIGTERM, on_term)
+
+    def unraisable(hook_args, default=sys.unraisablehook):
+        if not isinstance(hook_args.exc_value, (BuildInterrupted, KeyboardInterrupt)):
+            default(hook_args)
+    sys.unraisablehook = unraisable   # an interrupt that landed in a __del__: re-raised, not printed
     # Ctrl-C raises KeyboardInterrupt even when the parent started us with SIGINT ignored (as
     # shells do for background jobs): an interrupt always ends the build cleanly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    def on_int(signum, frame):
+        _state["terminated"] = KeyboardInterrupt()   # re-raised at the next stage boundary, as on_term's
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_int)
     try:
         return fn()
     except KeyboardInterrupt:
@@ -62,16 +74,27 @@ def _progress(enabled: bool):
 
     from .api import STAGES
 
+    def check_terminated():
+        if _state.get("terminated") is not None:
+            raise _state["terminated"]
+
     if not enabled:
-        return contextlib.nullcontext(None)
+        @contextlib.contextmanager
+        def quiet_stage(name):
+            check_terminated()
+            yield
+            check_terminated()
+        return contextlib.nullcontext(quiet_stage)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description:<9}"), BarColumn(), TimeElapsedColumn(),
                         console=console, transient=False)
     tasks = {}
 
     @contextlib.contextmanager
     def stage(name):
+        check_terminated()
         tasks[name] = progress.add_task(name, total=1)
         yield
+        check_terminated()
         progress.update(tasks[name], completed=1)
 
     class _Ctx:

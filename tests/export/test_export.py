@@ -106,3 +106,30 @@ def test_mismatch_is_a_typed_error_naming_the_output(exported):
                 validate_export(OnnxDecoder(path), model, *TOLERANCE[torch.float32])
         finally:
             model.lm_head.weight.div_(1.01)
+
+
+def test_cached_trace_exports_the_same_graph(tmp_path):
+    """The weight-independent trace is stored in the stage cache and reused: a graph exported from
+    the stored trace has the same operators, interface and outputs as one from a fresh trace."""
+    from dsedge import reference
+    from dsedge.cache import StageCache
+    from dsedge.export import export_onnx
+    from dsedge.load import open_checkpoint
+    from dsedge.quantize import WeightSource, quantize_model
+
+    ckpt = open_checkpoint(reference.checkpoint_path("llama-tiny"))
+    source = WeightSource(lambda k: ckpt.tensor(k).float())
+    qres = quantize_model(INT4, source, ckpt.spec, ckpt.n_layers, lambda n: ckpt.index[f"{n}.weight"].shape[1])
+    cache = StageCache(root=tmp_path / "cache")
+    paths = []
+    for i in range(2):   # the first traces and stores, the second loads the stored trace
+        out = tmp_path / f"m{i}.onnx"
+        export_onnx(ckpt.config, source.tensor, qres.weights, qres.spec, out, torch.float32, cache=cache)
+        paths.append(out)
+        assert len(list((tmp_path / "cache" / "trace").iterdir())) == 1
+    fresh, cached = (onnx.load(str(p)) for p in paths)
+    assert [n.op_type for n in fresh.graph.node] == [n.op_type for n in cached.graph.node]
+    assert fresh.graph.input == cached.graph.input and fresh.graph.output == cached.graph.output
+    ids = _ids(ckpt.config.vocab_size).numpy()
+    a, b = (OnnxDecoder(p).logits(ids) for p in paths)
+    assert np.array_equal(a, b)

@@ -55,13 +55,14 @@ def _optimize_structure(model) -> list:
 
 def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
                 path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET,
-                act_scales: Mapping[str, float] | None = None) -> ExportResult:
-    """Write `path` (+ `path.data` over 2 GB), one tensor in memory at a time; check it."""
+                act_scales: Mapping[str, float] | None = None, cache=None) -> ExportResult:
+    """Write `path` (+ `path.data` over 2 GB), one tensor in memory at a time; check it.
+    cache: a dsedge.cache.StageCache for the weight-independent trace (see trace_decoder)."""
     import onnx
     import onnx_ir as ir
 
     t0 = time.perf_counter()
-    model, _ = trace_decoder(config, dtype, opset)
+    model, _ = trace_decoder(config, dtype, opset, cache)
     buffers = buffers_of(config)
     for name, v in model.graph.initializers.items():  # the trace's meta tensors carry no data
         key = name.removeprefix(PARAM_PREFIX)
