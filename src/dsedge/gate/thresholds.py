@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from ..errors import UsageError
+from ..project import project_path, project_section
 
-PROJECT_FILE = "dsedge.yaml"
 _NONE = {"none", "null", "off", "~", ""}
 
 
@@ -82,17 +80,9 @@ def _parse(name: str, raw, where: str) -> Limit | float | None:
 
 def project_gate(path: Path) -> tuple[dict, str | None]:
     """The `gate:` section of a project file -> ({threshold: value}, baseline or None)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML ({e})", "fix the file's syntax") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {path} ({e.strerror})", "check the file's permissions") from None
-    section = data.get("gate") if isinstance(data, dict) else None
+    section = project_section(path, "gate", "gate:\n  max_ppl_increase: 1%")
     if section is None:
         return {}, None
-    if not isinstance(section, dict):
-        raise UsageError(f"{path}: gate: should be a mapping", "write e.g.\ngate:\n  max_ppl_increase: 1%")
     unknown = [k for k in section if k not in KEYS + ("baseline",)]
     if unknown:
         raise UsageError(f"{path}: unknown key gate.{unknown[0]}", f"use some of: baseline, {', '.join(KEYS)}")
@@ -105,9 +95,7 @@ def resolve_thresholds(cli: dict[str, str | None] | None = None, project_file: P
                        cwd: Path | None = None) -> tuple[Thresholds, str | None]:
     """Defaults < dsedge.yaml `gate:` < CLI. -> (thresholds, baseline named in dsedge.yaml or None).
     A baseline path in dsedge.yaml is relative to that file's folder."""
-    path = project_file if project_file is not None else (cwd or Path.cwd()) / PROJECT_FILE
-    if project_file is not None and not project_file.is_file():
-        raise UsageError(f"project file {project_file} does not exist", "give an existing dsedge.yaml")
+    path = project_path(project_file, cwd)
     t = Thresholds(sources={})
     baseline = None
     if path.is_file():

@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import yaml
-
 from ..errors import UsageError
+from ..project import project_path, project_section
 from .schema import Target
 
-PROJECT_FILE = "dsedge.yaml"
 
 # name -> (direction, unit, meaning). "max": the measured/estimated value must be <= the budget;
 # "min": >= the budget.
@@ -63,22 +61,9 @@ def parse_cli_budgets(items: Iterable[str]) -> dict[str, float | None]:
 
 def project_budgets(path: Path) -> dict[str, float | None]:
     """The `budgets:` section of a project file (other sections are left to their readers)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML ({e})", "fix the file's syntax") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {path} ({e.strerror})", "check the file's permissions") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} does not hold a mapping", "write e.g.\nbudgets:\n  ttft_ms: 400")
-    section = data.get("budgets")
+    section = project_section(path, "budgets", f"budgets:\n  ttft_ms: 400  (names: {_names()})")
     if section is None:
         return {}
-    if not isinstance(section, dict):
-        raise UsageError(f"{path}: budgets: should be a mapping of budget name to value",
-                         f"write e.g.\nbudgets:\n  ttft_ms: 400  (names: {_names()})")
     return {str(k): _value(str(k), v, f"{path}: budgets.{k}") for k, v in section.items()}
 
 
@@ -86,10 +71,7 @@ def apply_budget_overrides(target: Target, cli: Iterable[str] = (), cwd: Path | 
                            project_file: Path | None = None) -> Target:
     """`target` with its budgets overridden by `dsedge.yaml` (project_file, or the one in cwd —
     the current directory by default — when present) and then by the CLI items."""
-    path = project_file if project_file is not None else (cwd or Path.cwd()) / PROJECT_FILE
-    if project_file is not None and not project_file.is_file():
-        raise UsageError(f"project file {project_file} does not exist", "give an existing dsedge.yaml")
-    updates = project_budgets(path) if path.is_file() else {}
+    updates = project_budgets(project_path(project_file, cwd))
     updates.update(parse_cli_budgets(cli))
     if not updates:
         return target
