@@ -91,9 +91,9 @@ def built(shared):
         def go(folder):
             quant = config_from_options(method, bits)
             calib = None
-            if isinstance(quant, CalibratedConfig):  # a small recipe keeps AWQ's grid search quick on CPU
+            if isinstance(quant, CalibratedConfig):  # a small recipe (8 x 128 tokens) keeps AWQ's grid search quick on CPU
                 calib = folder.parent / f"calib-{folder.name}.yaml"
-                calib.write_text(f"source: {reference.calib_text_path()}\nsamples: 16\nseq_len: 128\nseed: 0\n")
+                calib.write_text(f"source: {reference.calib_text_path()}\nsamples: 8\nseq_len: 128\nseed: 0\n")
             return dsedge.build(reference.checkpoint_path(name), target="orin", quant=quant, output=folder,
                                 calib_spec=calib)
         return shared.get((name, method, bits), go)
