@@ -152,7 +152,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             qres = QuantResult(quant, ckpt.prequant.weights)
         else:
             qres = quantize_model(quant, source, ckpt.spec, ckpt.n_layers,
-                                  lambda n: ckpt.index[f"{n}.weight"].shape[1], calib)
+                                  lambda n: ckpt.index[f"{n}.weight"].shape[1], calib, ckpt.raw_config)
         if calib is not None:
             _round_scales_to_fp16(qres)
         # what the graph and the PyTorch check read: the method's changed tensors (smoothed norms), else the checkpoint's

@@ -27,13 +27,16 @@ class Fidelity:
 @torch.no_grad()
 def _torch_steps(model, ids: torch.Tensor, steps: int):
     """-> outputs per step, and the token fed at each decode step (PyTorch's greedy choice)."""
+    from ..export.contract import cache_layout
+
+    kinds = [kind for kind, _, _ in cache_layout(model.config)]
     out = model(input_ids=ids, use_cache=True)
     results, fed = [], []
     for s in range(steps + 1):
         named = {"logits": out.logits.float().numpy()}
         for i, layer in enumerate(out.past_key_values.layers):
-            named[f"present.{i}.key"] = layer.keys.float().numpy()
-            named[f"present.{i}.value"] = layer.values.float().numpy()
+            named[f"present.{i}.{kinds[0]}"] = layer.keys.float().numpy()    # (B, heads, P, dim)
+            named[f"present.{i}.{kinds[1]}"] = layer.values.float().numpy()
         results.append(named)
         if s < steps:
             nxt = out.logits[:, -1:].argmax(-1)                        # (B, 1)

@@ -35,11 +35,12 @@ class OnnxDecoder:
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.cache_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         self.dtype = np.float16 if self.cache_inputs[0].type == "tensor(float16)" else np.float32
-        _, self.n_kv, _, self.head_dim = self.cache_inputs[0].shape
+        # (batch, heads, past, dim) per cache input: K/V heads, or 1 for MLA's compressed cache
+        self.cache_dims = [(i.shape[1], i.shape[3]) for i in self.cache_inputs]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def empty_cache(self, batch: int) -> list[np.ndarray]:
-        return [np.zeros((batch, self.n_kv, 0, self.head_dim), self.dtype) for _ in self.cache_inputs]
+        return [np.zeros((batch, h, 0, d), self.dtype) for h, d in self.cache_dims]
 
     def run(self, ids: np.ndarray, past: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """ids (B, T) int64, past caches (B, n_kv, P, hd) -> logits (B, T, V) fp32, present caches."""

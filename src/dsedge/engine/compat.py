@@ -75,10 +75,10 @@ class _Checker:
         self.cc = tuple(int(x) for x in target.gpu.compute_capability.split("."))
         self.types = G.value_types(model)
         self.const = G.constants(model)
-        self.inits = {i.name: i for i in model.graph.initializer}
+        self.inits = {i.name: i for g in G.graphs(model.graph) for i in g.initializer}
         self.opset = G.opset(model)
         self.consumers: dict[str, list] = {}
-        for n in model.graph.node:
+        for n in G.all_nodes(model.graph):   # If branches (MoE experts) included
             for x in n.input:
                 self.consumers.setdefault(x, []).append(n)
         self.problems: list[Problem] = []
@@ -126,7 +126,7 @@ class _Checker:
 
     # -- nodes --------------------------------------------------------------------------------
     def check_nodes(self):
-        for i, n in enumerate(self.m.graph.node):
+        for i, n in enumerate(G.all_nodes(self.m.graph)):
             name, op = _node_name(n, i), n.op_type
             if n.domain not in ("", "ai.onnx"):
                 self.fail(name, op, f"custom domain {n.domain!r}: TensorRT needs a plugin for it")
@@ -293,6 +293,6 @@ def check_onnx(path_or_model, target) -> CompatReport:
     c.check_nodes()
     c.check_precisions()
     c.check_profiles()
-    ops = dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+    ops = dict(sorted(Counter(n.op_type for n in G.all_nodes(model.graph)).items()))
     return CompatReport(target.name, target.tensorrt.version, c.opset, ops, c.problems, c.notes,
                         table_for(target.tensorrt.version).to_dict())

@@ -63,14 +63,30 @@ def _value_tensor(v: onnx.ValueInfoProto) -> Tensor:
     return Tensor(type_name(t.elem_type), dims)
 
 
+def graphs(graph: onnx.GraphProto):
+    """The graph and, recursively, every subgraph of its nodes (If / Loop / Scan bodies)."""
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from graphs(sub)
+
+
+def all_nodes(graph: onnx.GraphProto):
+    """Every node, subgraph nodes included (after their own graph's nodes)."""
+    for g in graphs(graph):
+        yield from g.node
+
+
 def value_types(model: onnx.ModelProto) -> dict[str, str]:
     """Element type of every named tensor: inputs, outputs, value_info, initializers, Constant
     outputs; DequantizeLinear outputs take their scale's type (the exporter writes no value_info
     for them)."""
-    g = model.graph
-    types = {v.name: type_name(v.type.tensor_type.elem_type) for v in [*g.input, *g.output, *g.value_info]}
-    types.update({i.name: type_name(i.data_type) for i in g.initializer})
-    for n in g.node:
+    types = {}
+    for g in graphs(model.graph):
+        types.update({v.name: type_name(v.type.tensor_type.elem_type) for v in [*g.input, *g.output, *g.value_info]})
+        types.update({i.name: type_name(i.data_type) for i in g.initializer})
+    for n in all_nodes(model.graph):
         if n.op_type == "Constant":
             for a in n.attribute:
                 if a.name == "value":
@@ -82,8 +98,8 @@ def value_types(model: onnx.ModelProto) -> dict[str, str]:
 
 def constants(model: onnx.ModelProto) -> set[str]:
     """Names TensorRT sees as build-time constants: initializers and Constant outputs."""
-    g = model.graph
-    return {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    return ({i.name for g in graphs(model.graph) for i in g.initializer}
+            | {o for n in all_nodes(model.graph) if n.op_type == "Constant" for o in n.output})
 
 
 def signature(model: onnx.ModelProto) -> GraphSignature:

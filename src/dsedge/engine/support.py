@@ -82,6 +82,8 @@ OPS: dict[str, OpRule] = {r.op: r for r in [
            source=f"{S_CHANGELOG}: 10.3 'Added support for tensor axes inputs for Slice nodes'"),
     *_rows(F_I_B, "Squeeze", "Unsqueeze", const_inputs=(1,), note="`axes` must be resolvable to a constant"),
     OpRule("Where", frozenset(F_I_B), typed_input=1),
+    OpRule("TopK", frozenset(F_I), const_inputs=(1,), note="`K` must be an initializer"),
+    OpRule("NonZero", frozenset(F_I_B)),
     OpRule("Cast", frozenset(F_I_B | {"UINT8"})),
     OpRule("CastLike", frozenset(F_I_B | {"UINT8"})),
     OpRule("Constant"), OpRule("ConstantOfShape"),

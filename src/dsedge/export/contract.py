@@ -4,6 +4,11 @@ inputs and the tolerance the exported graph must meet against PyTorch.
 Names follow Optimum / onnxruntime-genai: inputs `input_ids`, `attention_mask`, `position_ids`,
 `past_key_values.{i}.key|value`; outputs `logits`, `present.{i}.key|value`.
 Cache tensors are (batch, n_kv_heads, past_len, head_dim).
+
+Multi-head latent attention (DeepSeek-V2 / V3) caches what it compresses to, not per-head K and
+V: per layer `past_key_values.{i}.compressed_kv` (batch, 1, past_len, kv_lora_rank), the
+normalised latent, and `past_key_values.{i}.k_rope` (batch, 1, past_len, qk_rope_head_dim), the
+rotated key shared by all heads. That is transformers' own DynamicCache layout for the model.
 """
 from __future__ import annotations
 
@@ -17,23 +22,29 @@ import torch
 TOLERANCE = {torch.float16: (2e-2, 5e-3), torch.float32: (1e-4, 1e-5)}
 
 
+def cache_layout(cfg) -> tuple[tuple[str, int, int], ...]:
+    """(kind, heads, last dim) of the two cache tensors of one layer."""
+    if getattr(cfg, "kv_lora_rank", None):  # MLA: the compressed cache
+        return (("compressed_kv", 1, cfg.kv_lora_rank), ("k_rope", 1, cfg.qk_rope_head_dim))
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return (("key", cfg.num_key_value_heads, head_dim), ("value", cfg.num_key_value_heads, head_dim))
+
+
 @dataclass(frozen=True)
 class DecoderContract:
     n_layers: int
-    n_kv_heads: int
-    head_dim: int
+    layout: tuple[tuple[str, int, int], ...]   # per layer: (kind, heads, dim) of each cache tensor
     vocab_size: int
 
     @classmethod
     def from_config(cls, cfg) -> "DecoderContract":
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        return cls(cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim, cfg.vocab_size)
+        return cls(cfg.num_hidden_layers, cache_layout(cfg), cfg.vocab_size)
 
     @property
     def cache_names(self) -> list[tuple[str, str]]:
         """(input name, output name) per cache tensor, in graph order."""
-        return [(f"past_key_values.{i}.{kv}", f"present.{i}.{kv}")
-                for i in range(self.n_layers) for kv in ("key", "value")]
+        return [(f"past_key_values.{i}.{kind}", f"present.{i}.{kind}")
+                for i in range(self.n_layers) for kind, _, _ in self.layout]
 
     @property
     def input_names(self) -> list[str]:
@@ -56,6 +67,6 @@ class DecoderContract:
         ids = torch.zeros(batch, seq, dtype=torch.int64, device=device)
         mask = torch.ones(batch, past + seq, dtype=torch.int64, device=device)
         pos = torch.arange(past, past + seq, device=device).expand(batch, seq)
-        cache = tuple(torch.zeros(batch, self.n_kv_heads, past, self.head_dim, dtype=dtype, device=device)
-                      for _ in self.cache_names)
+        cache = tuple(torch.zeros(batch, heads, past, dim, dtype=dtype, device=device)
+                      for _ in range(self.n_layers) for _, heads, dim in self.layout)
         return ids, mask, pos, cache

@@ -47,7 +47,10 @@ def trace_decoder(config, dtype: torch.dtype = torch.float16, opset: int = 21, c
         from ..artifact import library_versions
         from ..cache import cache_key
 
-        key = cache_key("trace", config.to_dict(), str(dtype), opset, library_versions())
+        from .deepseek_v2 import EXPORT_FORM, uses_export_form
+
+        key = cache_key("trace", config.to_dict(), str(dtype), opset, library_versions(),
+                        EXPORT_FORM if uses_export_form(config) else None)
         entry = cache.get("trace", key)
         if entry is not None:
             import onnx_ir as ir
@@ -104,8 +107,14 @@ def _store(model, contract, cache, key) -> None:
 
 def _trace(config, contract: DecoderContract, dtype: torch.dtype, opset: int):
     from transformers import AutoModelForCausalLM
+
+    from .deepseek_v2 import PREPARE
+
+    prepare = PREPARE.get((config.architectures or [""])[0])
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    if prepare:
+        prepare(model)   # export forms of MLA and MoE (export/deepseek_v2.py)
     args = contract.dummy_inputs(dtype, device="meta")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

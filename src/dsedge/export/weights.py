@@ -76,18 +76,39 @@ def _quantize_input(graph: ir.Graph, matmul: ir.Node, name: str, scale: float, a
         ir.Value(name=f"{name}_input_q", shape=x.shape, type=ir.TensorType(ir.DataType.INT8))])
     dq = ir.node("DequantizeLinear", inputs=[q.outputs[0], s, z], outputs=[
         ir.Value(name=f"{name}_input_dq", shape=x.shape, type=ir.TensorType(act))])
-    graph.insert_before(matmul, [q, dq])
+    matmul.graph.insert_before(matmul, [q, dq])
     matmul.replace_input_with(0, dq.outputs[0])
+
+
+def _gemm_to_matmul(gemm: ir.Node, weight: ir.Value) -> ir.Node:
+    """A linear on a 2-D input traces to Gemm(x, W, transB=1) (no bias, alpha = beta = 1):
+    rewrite it as Transpose(W) -> MatMul, the form the quantized weights replace."""
+    attrs = {k: a.value for k, a in gemm.attributes.items()}
+    if (len(gemm.inputs) > 2 and gemm.inputs[2] is not None) or attrs.get("transA", 0) or \
+            not attrs.get("transB", 0) or attrs.get("alpha", 1.0) != 1.0 or gemm.inputs[1] is not weight:
+        raise ExportError(f"{weight.name} feeds a Gemm that is not a plain linear layer",
+                          "this architecture's linear layers export differently: report it with the model name")
+    graph = gemm.graph
+    t = ir.node("Transpose", inputs=[weight], attributes={"perm": [1, 0]})
+    mm = ir.node("MatMul", inputs=[gemm.inputs[0], t.outputs[0]])
+    graph.insert_before(gemm, [t, mm])
+    mm.outputs[0].name = gemm.outputs[0].name + "_mm"
+    gemm.outputs[0].replace_all_uses_with(mm.outputs[0], replace_graph_outputs=True)
+    graph.remove(gemm, safe=True)
+    return t
 
 
 def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict, get: _OneWeight,
                      act: ir.DataType, act_scale: float | None = None) -> None:
     name = weight.name
     users = [u.node for u in weight.uses()]
+    if len(users) == 1 and users[0].op_type == "Gemm":
+        users = [_gemm_to_matmul(users[0], weight)]
     if len(users) != 1 or users[0].op_type != "Transpose":
         raise ExportError(f"{name} is not used as Transpose -> MatMul in the traced graph",
                           "this architecture's linear layers export differently: report it with the model name")
     transpose = users[0]
+    body = transpose.graph   # the main graph, or an If branch (MoE expert) that reads the weights from outside
     n, k = weight.shape
     bits, group = spec["bits"], spec["group_size"]
     code_dtype = {4: ir.DataType.INT4, 8: ir.DataType.INT8}.get(bits)
@@ -104,27 +125,31 @@ def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict,
         z = get(module).zero_point
         return _code_tensor(z.reshape(n) if per_channel else z.T, bits, f"{name}_zero_point")
 
-    inputs = [_lazy_initializer(graph, f"{name}_quantized", code_dtype, (k, n),
+    # A weight used inside an If branch (an MoE expert) gets its initializers in that branch:
+    # onnxruntime's DequantizeLinear -> MatMulNBits fusion looks for them in the node's own graph
+    # ("Missing required weight" otherwise), and the branch owns the expert's weights anyway.
+    home = body
+    inputs = [_lazy_initializer(home, f"{name}_quantized", code_dtype, (k, n),
                                 lambda: _code_tensor(get(module).codes.T, bits, f"{name}_quantized")),
-              _lazy_initializer(graph, f"{name}_scale", act, qshape, scale)]
+              _lazy_initializer(home, f"{name}_scale", act, qshape, scale)]
     if not spec["symmetric"]:
-        inputs.append(_lazy_initializer(graph, f"{name}_zero_point", code_dtype, qshape, zero))
+        inputs.append(_lazy_initializer(home, f"{name}_zero_point", code_dtype, qshape, zero))
     attrs = {"axis": 1} if per_channel else {"axis": 0, "block_size": group}
     dq = ir.node("DequantizeLinear", inputs=inputs, attributes=attrs, outputs=[ir.Value(name=f"{name}_dequantized")])
-    graph.insert_before(transpose, dq)
+    body.insert_before(transpose, dq)
     if spec.get("perm") is not None:  # x[..., perm] @ W[perm]: gather the activation's input channels
-        perm = _lazy_initializer(graph, f"{name}_perm", ir.DataType.INT64, (k,),
+        perm = _lazy_initializer(home, f"{name}_perm", ir.DataType.INT64, (k,),
                                  lambda: ir.Tensor(get(module).perm.to(torch.int64).numpy(), name=f"{name}_perm"))
         for use in list(transpose.outputs[0].uses()):
             matmul = use.node
             gather = ir.node("Gather", inputs=[matmul.inputs[0], perm], attributes={"axis": -1})
-            graph.insert_before(matmul, gather)
+            body.insert_before(matmul, gather)
             matmul.replace_input_with(0, gather.outputs[0])
     if act_scale is not None:
         for use in list(transpose.outputs[0].uses()):
             _quantize_input(graph, use.node, name, act_scale, act)
     transpose.outputs[0].replace_all_uses_with(dq.outputs[0])
-    graph.remove(transpose, safe=True)
+    body.remove(transpose, safe=True)
 
 
 def fill_weights(model: ir.Model, params: list[ir.Value], tensor: Callable[[str], torch.Tensor],

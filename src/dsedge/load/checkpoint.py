@@ -83,8 +83,24 @@ class Checkpoint:
         """Every nn.Linear of the model (execution order) -> (out_features, in_features)."""
         import torch
 
-        return {n: tuple(m.weight.shape) for n, m in self._meta_model.named_modules()
-                if isinstance(m, torch.nn.Linear)}
+        out = {n: tuple(m.weight.shape) for n, m in self._meta_model.named_modules()
+               if isinstance(m, torch.nn.Linear)}
+        for name, shape in self._disk_shapes(fused_only=True).items():   # MoE experts, one linear each
+            out[name.removesuffix(".weight")] = shape
+        return out
+
+    def _disk_shapes(self, fused_only: bool = False) -> dict[str, tuple[int, ...]]:
+        """State-dict names and shapes as stored on disk: transformers' fused 3-D expert
+        parameters are listed as DeepSeek's per-expert 2-D linears (ArchSpec.moe)."""
+        moe = self.spec.moe
+        out = {}
+        for k, v in self._meta_model.state_dict().items():
+            parts = moe.unfuse(k, tuple(v.shape)) if moe is not None else None
+            if parts is not None:
+                out.update(parts)
+            elif not fused_only:
+                out[k] = tuple(v.shape)
+        return out
 
     @property
     def n_layers(self) -> int:
@@ -192,7 +208,7 @@ class Checkpoint:
         Imported checkpoints: the packed tensors of each quantized linear against its config."""
         if not self.index:
             return  # pickle-only checkpoint with allow_pickle: checked when loaded
-        expected = {k: tuple(v.shape) for k, v in self._meta_model.state_dict().items()}
+        expected = self._disk_shapes()
         tied = getattr(self.config, "tie_word_embeddings", False)
         pq = self.prequant
         quantized = {f"{m}.weight" for m in pq.modules} if pq is not None else set()

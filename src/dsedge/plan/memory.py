@@ -97,7 +97,8 @@ def _attention(c: dict, s: ArchShape, H: int, L: int, nh: int) -> list[Tensors]:
     else:
         q = [Tensors("attention", H, nh * (nope + rope), L, L, True)]
     return q + [Tensors("attention", H, kvr + rope, L, L, True), Tensors("norms+biases", 1, kvr, L, L, False),
-                Tensors("attention", kvr, nh * (nope + vd), L, L, True), Tensors("attention", nh * vd, H, L, L, True)]
+                # kv_b_proj: FP16 in dsedge's absorbed-MLA export (see load/archs.py)
+                Tensors("attention", kvr, nh * (nope + vd), L, L, False), Tensors("attention", nh * vd, H, L, L, True)]
 
 
 def _moe_layers(c: dict, L: int) -> int:
@@ -196,7 +197,8 @@ class MemoryPlan:
         g = lambda b: round(b / GiB, 3)
         return {"architecture": self.architecture, "target": self.target, "method": self.method, "bits": self.bits,
                 "context": self.context, "batch": self.batch, "prompt": self.prompt, "params": self.params,
-                "active_params": self.active_params,
+                "active_params": self.active_params, "weight_read_per_token_bytes": self.weight_read_bytes,
+                "kv_bytes_per_token": self.kv_bytes // max(1, self.context * self.batch),
                 "weights_gib": g(self.weight_bytes), "weights_by_part_gib": {k: g(v) for k, v in self.weight_parts.items()},
                 "kv_cache_gib": g(self.kv_bytes), "workspace_gib": g(self.workspace_bytes),
                 "runtime_gib": g(self.overhead_bytes), "total_gib": g(self.total_bytes),
@@ -209,6 +211,9 @@ class MemoryPlan:
         r = [(f"weights: {k}", g(v), f"{self.method}" if k in ("attention", "mlp", "experts") else "FP16")
              for k, v in self.weight_parts.items() if v]
         r += [("weights", g(self.weight_bytes), f"{self.params / 1e9:.2f} B params"),
+              ("read per token", g(self.weight_read_bytes),
+               f"weights a decoded token reads: {self.active_params / 1e9:.2f} B active matmul params"
+               + (" (routed top-k + shared experts)" if self.active_params < self.params * 0.9 else "")),
               ("KV cache", g(self.kv_bytes), self.kv_formula),
               ("workspace", g(self.workspace_bytes), self.workspace_formula),
               ("runtime", g(self.overhead_bytes), "target memory.runtime_overhead_gb"),
@@ -223,7 +228,8 @@ def kv_cache_bytes(config: dict, context: int, batch: int) -> tuple[int, str]:
     L = _get(config, "num_hidden_layers")
     if s.attention == "mla":
         w = _get(config, "kv_lora_rank") + _get(config, "qk_rope_head_dim")
-        return L * w * context * batch * KV_BYTES, f"{L} layers x {w} (kv_lora_rank + rope dim) x {context} x {batch} x 2 B"
+        return L * w * context * batch * KV_BYTES, (f"{L} layers x {w} (kv_lora_rank + rope dim) x 2 B = "
+                                                    f"{L * w * KV_BYTES:,} B per token, x {context} x {batch}")
     H, nh = _get(config, "hidden_size"), _get(config, "num_attention_heads")
     kv, hd = _get(config, "num_key_value_heads", nh), config.get("head_dim") or H // nh
     return (L * kv * hd * context * batch * 2 * KV_BYTES,

@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import ConfigError
 from .configs import (METHODS, Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, QuantConfig,
                       WeightOnlyConfig, config_from_dict, config_from_options)
 from .lazy import LazyWeights, spec_of
@@ -64,17 +65,21 @@ class QuantResult:
         return self.seconds + getattr(self.weights, "seconds", 0.0)
 
 
-def target_linears(spec, n_layers: int, config: QuantConfig) -> list[str]:
-    """Names of the linears the config quantizes: every decoder-block linear (+ lm_head if asked)."""
-    names = spec.block_linears(n_layers)
+def target_linears(spec, n_layers: int, config: QuantConfig, arch_config: dict | None = None) -> list[str]:
+    """Names of the linears the config quantizes: every decoder-block linear (+ lm_head if asked).
+    arch_config: config.json, for architectures whose blocks differ by layer (MoE)."""
+    names = spec.block_linears(n_layers, arch_config)
     if getattr(config, "quantize_lm_head", False):
         names.append(spec.head)
     return names
 
 
 def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: int,
-                   in_features: Callable[[str], int], calib=None) -> QuantResult:
-    names = target_linears(spec, n_layers, config)
+                   in_features: Callable[[str], int], calib=None, arch_config: dict | None = None) -> QuantResult:
+    names = target_linears(spec, n_layers, config, arch_config)
+    if spec.moe is not None and not isinstance(config, (Fp16Config, WeightOnlyConfig)):
+        raise ConfigError(f"--method {config.method} is not available for {spec.name} (MoE) yet",
+                          "use --method rtn or int8 (weight-only) for this architecture")
     config.validate_for({n: in_features(n) for n in names})
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -90,11 +95,30 @@ def apply_fake_quant(model, weights: Mapping[str, QuantizedWeight], only=None):
     """Replace each quantized linear's weight by its dequantized value, in place.
     `only`: restrict to the modules present in a (truncated) model."""
     for name in weights:
-        if only is not None and name not in only:
+        slot = _weight_slot(model, name)
+        if slot is None or (only is not None and slot[0] not in only):
             continue
-        lin = model.get_submodule(name)
-        lin.weight.copy_(weights[name].dequantize(lin.weight.dtype))
+        slot[1].copy_(weights[name].dequantize(slot[1].dtype))
     return model
+
+
+def _weight_slot(model, name: str):
+    """(owning module's name, the tensor holding linear `name`'s weight) in a transformers model,
+    or None when the model lacks it. An MoE expert linear (`...experts.3.up_proj`, DeepSeek's
+    on-disk name) is its rows of transformers' fused 3-D parameter (ArchSpec.moe)."""
+    from ..load.archs import ARCHITECTURES
+
+    spec = ARCHITECTURES.get((getattr(model.config, "architectures", None) or [""])[0])
+    fused = spec.moe.fused_slice(name) if spec is not None and spec.moe is not None else None
+    try:
+        if fused is None:
+            return name, model.get_submodule(name).weight
+        param, e, part, parts = fused
+        owner, attr = param.rsplit(".", 1)
+        w = getattr(model.get_submodule(owner), attr)[e]                  # (parts * rows, cols)
+        return owner, w.chunk(parts, dim=0)[part]
+    except AttributeError:
+        return None
 
 
 def apply_act_fake_quant(model, act_scales: Mapping[str, float], only=None) -> list:

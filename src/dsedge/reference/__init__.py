@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REFERENCE_MODELS: dict[str, str] = {"qwen2-tiny": "Qwen2ForCausalLM", "llama-tiny": "LlamaForCausalLM"}
+REFERENCE_MODELS: dict[str, str] = {"qwen2-tiny": "Qwen2ForCausalLM", "llama-tiny": "LlamaForCausalLM",
+                                    "deepseek-v2-tiny": "DeepseekV2ForCausalLM"}
 DEFAULT_MODEL = "qwen2-tiny"
 
 _HERE = Path(__file__).resolve().parent

@@ -42,14 +42,14 @@ class OrtDecoder:
         self.session = ort.InferenceSession(str(Path(folder) / ONNX_FILE), so, providers=["CPUExecutionProvider"])
         self.cache_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         self.dtype = np.float16 if self.cache_inputs[0].type == "tensor(float16)" else np.float32
-        _, self.n_kv, _, self.head_dim = self.cache_inputs[0].shape
+        self.cache_dims = [(i.shape[1], i.shape[3]) for i in self.cache_inputs]  # K/V heads or MLA's 1, dim
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def run(self, ids, past=None):
         np = self.np
         t = ids.shape[1]
         if past is None:
-            past = [np.zeros((1, self.n_kv, 0, self.head_dim), self.dtype) for _ in self.cache_inputs]
+            past = [np.zeros((1, h, 0, d), self.dtype) for h, d in self.cache_dims]
         p = past[0].shape[2]
         feed = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((1, p + t), np.int64),
                 "position_ids": np.arange(p, p + t, dtype=np.int64)[None]}
@@ -120,8 +120,7 @@ class TrtDecoder:
         self.outputs = [n for n in names if n not in self.inputs]
         self.cache_inputs = [n for n in self.inputs if n.startswith("past_key_values.")]
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        shape = self.engine.get_tensor_shape(self.cache_inputs[0])
-        self.n_kv, self.head_dim = shape[1], shape[3]
+        self.cache_dims = [tuple(self.engine.get_tensor_shape(n))[1::2] for n in self.cache_inputs]  # (heads, dim)
         self.profile = None
 
     def _use_profile(self, idx: int) -> None:
@@ -146,8 +145,8 @@ class TrtDecoder:
             self.ctx.set_input_shape(name, arr.shape)
             self.ctx.set_tensor_address(name, ptr)
         for i, name in enumerate(self.cache_inputs):
-            if past is None:   # an empty cache: a 1-byte placeholder buffer, shape (1, n_kv, 0, hd)
-                ptr, shape = self.cuda.malloc(1), (1, self.n_kv, 0, self.head_dim)
+            if past is None:   # an empty cache: a 1-byte placeholder buffer, shape (1, heads, 0, dim)
+                ptr, shape = self.cuda.malloc(1), (1, self.cache_dims[i][0], 0, self.cache_dims[i][1])
                 owned.append(ptr)
             else:
                 ptr, shape = past[i]
