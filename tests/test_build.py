@@ -22,7 +22,11 @@ CASES = [(name, m) for m in BUILD_METHODS for name in (REFERENCE_NAMES if m in N
 
 @pytest.mark.parametrize("ref_name,method", CASES, ids=[f"{n}-{m}" for n, m in CASES])
 def test_build_writes_a_checked_artifact(built, ref_name, method):
-    res = built(ref_name, method)
+    check_artifact(built(ref_name, method), method)
+
+
+def check_artifact(res, method: str) -> None:
+    """What every build must hold (also used by tests/export/test_deepseek_v2.py)."""
     r, m = res.report, res.manifest
     for f in ("model.onnx", "manifest.json", "report.json", "report.md", "config.json", "tokenizer.json"):
         assert (res.path / f).is_file(), f

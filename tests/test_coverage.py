@@ -10,8 +10,14 @@ TESTS = Path(__file__).parent
 
 
 def test_every_architecture_has_a_reference_checkpoint():
-    # tests parametrized over `ref_name` (export numerics, end-to-end builds) then cover each one
+    # tests parametrized over `ref_name` (export numerics, end-to-end builds) cover the dense ones;
+    # the MoE + MLA checkpoint is built end to end in its own module
+    from tests.conftest import MOE_REFERENCE, REFERENCE_NAMES
+
     assert set(reference.REFERENCE_MODELS.values()) == set(ARCHITECTURES)
+    moe = {n for n, a in reference.REFERENCE_MODELS.items() if ARCHITECTURES[a].moe is not None}
+    assert moe == {MOE_REFERENCE} and set(REFERENCE_NAMES) == set(reference.REFERENCE_MODELS) - moe
+    assert "MOE_REFERENCE" in (TESTS / "export" / "test_deepseek_v2.py").read_text()
 
 
 def test_every_method_is_built_end_to_end():

@@ -237,6 +237,11 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         report = _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, lat, data, times,
                          staging, plan)
         report["layers"], report["layers_note"] = qweights.to_list(), layers_note
+        if ckpt.spec.moe is not None:  # weight bytes a decoded token reads, per MoE form, from the graph
+            from .export.deepseek_v2 import weight_bytes_per_token
+
+            report["moe_decode_weight_bytes"] = weight_bytes_per_token(
+                exp.path, int(ckpt.raw_config[ckpt.spec.moe.top_k_key]))
         if check_dtype != act_dtype:
             report["graph_checked"].update(
                 activations="float32", file=report["graph_checked"]["file"] + " (FP32 variant: the artifact's "
