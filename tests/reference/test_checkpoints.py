@@ -15,7 +15,6 @@ NAMES = sorted(reference.REFERENCE_MODELS)
 @pytest.fixture(scope="module", params=NAMES)
 def ckpt(request):
     """(name, folder, fp32 model on bf16 weights, tokenizer, training.json)."""
-    torch.set_num_threads(2)
     folder = reference.checkpoint_path(request.param)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(folder)
@@ -34,7 +33,12 @@ def test_files_and_config(ckpt):
     assert cfg["dtype"] == "bfloat16" and cfg["tie_word_embeddings"] is False
     assert cfg["vocab_size"] % 128 == 0
     assert (cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]) == (256, 768, 4)
-    assert (cfg["num_attention_heads"], cfg["num_key_value_heads"]) == (8, 2)
+    if cfg["architectures"] == ["DeepseekV2ForCausalLM"]:   # MLA: one latent, all 8 heads read it; MoE after layer 0
+        assert (cfg["num_attention_heads"], cfg["kv_lora_rank"], cfg["q_lora_rank"]) == (8, 128, None)
+        assert (cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["n_shared_experts"],
+                cfg["first_k_dense_replace"]) == (8, 2, 2, 1)
+    else:
+        assert (cfg["num_attention_heads"], cfg["num_key_value_heads"]) == (8, 2)
     assert (folder / "model.safetensors").stat().st_size < 10 * 2**20
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
 

@@ -2,6 +2,7 @@
 greedy generation. The only place that creates onnxruntime sessions."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ class OnnxDecoder:
 
         so = ort.SessionOptions()
         so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
+        # OMP_NUM_THREADS, the usual limit on a shared machine, also bounds onnxruntime's threads here
+        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or None
         if threads:
             so.intra_op_num_threads = threads
         so.log_severity_level = 3

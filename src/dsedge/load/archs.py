@@ -129,6 +129,8 @@ ARCHITECTURES["DeepseekV2ForCausalLM"] = ArchSpec(
     name="DeepseekV2ForCausalLM", layers_prefix="model.layers",
     linears=_MLA_LINEARS + ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
     moe_linears=_MLA_LINEARS, moe=MoeSpec(), attention="mla", min_transformers="5.0",
+    norm_to_linears={"input_layernorm": ("self_attn.q_proj", "self_attn.kv_a_proj_with_mqa"),
+                     "post_attention_layernorm": ("mlp.gate_proj", "mlp.up_proj")},  # dense layers
 )
 
 # Known but not yet supported: named in the error so users know it is planned, not unknown.

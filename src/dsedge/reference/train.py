@@ -238,6 +238,7 @@ def eval_perplexity(model, tokenizer, lines: list[str] | None = None, batch_size
 
 
 @torch.no_grad()
+@torch.no_grad()
 def task_accuracy(model, tokenizer, examples: list[dict] | None = None) -> float:
     """Fraction of examples whose greedy next token after "<s> prompt" is the answer."""
     if examples is None:
