@@ -237,6 +237,12 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         report = _report(ckpt, is_reference, tgt, quant, qres, exp, fidelity, metrics, gen, lat, data, times,
                          staging, plan)
         report["layers"], report["layers_note"] = qweights.to_list(), layers_note
+        if qres.expert_tokens is not None:
+            report["calibration_expert_tokens"] = {
+                "routed": qres.expert_tokens, "samples": calib.describe().get("samples") if calib else None,
+                "note": "tokens the FP16 routers send to each expert over the calibration data; GPTQ's "
+                        "statistics use every calibration token for every expert (llm-compressor "
+                        "moe_calibrate_all_experts), so an expert the router never picks is still calibrated"}
         if ckpt.spec.moe is not None:  # weight bytes a decoded token reads, per MoE form, from the graph
             from .export.deepseek_v2 import weight_bytes_per_token
 

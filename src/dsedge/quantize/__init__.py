@@ -52,6 +52,8 @@ class QuantResult:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     # module name -> static per-tensor symmetric INT8 scale of the linear's input (SmoothQuant W8A8)
     act_scales: dict[str, float] = field(default_factory=dict)
+    # MoE, calibrated methods: router module -> calibration tokens routed to each expert
+    expert_tokens: dict[str, list[int]] | None = None
 
     def spec(self, module: str) -> dict:
         """bits / group / symmetry / permutation of one weight, without computing it when lazy."""
@@ -65,9 +67,10 @@ class QuantResult:
         return self.seconds + getattr(self.weights, "seconds", 0.0)
 
 
-# Methods that quantize MoE checkpoints (each expert as its own linear). The calibrated ones need
-# their libraries to route calibration tokens through transformers' fused experts: not done yet.
-MOE_METHODS = ("fp16", "rtn", "int8")
+# Methods that quantize MoE checkpoints (each expert as its own linear). GPTQ runs through
+# llm-compressor, which linearizes transformers' fused experts and calibrates every expert on
+# every token. AWQ and SmoothQuant also move scales across the router's input: not done yet.
+MOE_METHODS = ("fp16", "rtn", "int8", "gptq")
 
 
 def target_linears(spec, n_layers: int, config: QuantConfig, arch_config: dict | None = None) -> list[str]:

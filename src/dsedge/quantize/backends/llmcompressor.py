@@ -47,7 +47,42 @@ def _loader(calib):
 def _oneshot(model, recipe, calib, **kwargs) -> None:
     from llmcompressor import oneshot
 
-    oneshot(model=model, dataset=_loader(calib), recipe=recipe, **kwargs)
+    # MoE: every expert's statistics come from every calibration token (llm-compressor's default,
+    # stated here): an expert the router rarely picks is still calibrated, not left to chance
+    oneshot(model=model, dataset=_loader(calib), recipe=recipe, moe_calibrate_all_experts=True, **kwargs)
+
+
+def _linearize(model) -> bool:
+    """MoE models: transformers' fused (E, 2I, H) experts -> llm-compressor's per-expert linears
+    (`experts.{e}.gate_proj`, DeepSeek's on-disk names, which dsedge quantizes and exports), in
+    place. False for a dense model."""
+    if not any(hasattr(m, "gate_up_proj") for m in model.modules()):
+        return False
+    from llmcompressor.modeling.moe.linearize import linearize_moe
+
+    linearize_moe(model)
+    return True
+
+
+def expert_tokens(model, calib) -> dict[str, list[int]]:
+    """Calibration tokens the (float) routers send to each expert, per MoE layer: module name of
+    the router -> tokens per expert. Hooks on every module with `top_k` and `num_experts`."""
+    counts, handles = {}, []
+    for name, mod in model.named_modules():
+        if hasattr(mod, "top_k") and hasattr(mod, "num_experts") and isinstance(getattr(mod, "weight", None), torch.nn.Parameter):
+            counts[name] = torch.zeros(mod.num_experts, dtype=torch.long)
+
+            def hook(mod, args, out, name=name):
+                counts[name] += torch.bincount(out[-1].reshape(-1), minlength=counts[name].numel())
+            handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for row in calib.input_ids.long():
+                model(input_ids=row[None])
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: v.tolist() for k, v in counts.items()}
 
 
 def _ignore(model, names: list[str]) -> list[str]:
@@ -90,11 +125,12 @@ def to_qweight(module) -> QuantizedWeight:
                            bits=int(args.num_bits), group_size=group)
 
 
-def _result(config, model, names, before, act_scales=None):
+def _result(config, model, names, before, act_scales=None, expert_tokens=None):
     from .. import QuantResult
 
     weights = {n: to_qweight(model.get_submodule(n)) for n in names}
-    return QuantResult(config, weights, tensors=changed_tensors(before, model), act_scales=act_scales or {})
+    return QuantResult(config, weights, tensors=changed_tensors(before, model), act_scales=act_scales or {},
+                       expert_tokens=expert_tokens)
 
 
 # ---- methods -------------------------------------------------------------------------------
@@ -112,12 +148,13 @@ def gptq(config, model, names: list[str], calib):
     recipe = GPTQModifier(actorder="weight" if config.act_order else None,
                           config_groups=_scheme(_weight_args(config)), ignore=_ignore(model, names),
                           block_size=config.block_size, dampening_frac=config.damping)
-    layer = model.model.layers[0]
-    targets = ([type(layer.self_attn).__name__, type(layer.mlp).__name__] if config.true_sequential
-               else [type(layer).__name__])
+    tokens = expert_tokens(model, calib) if _linearize(model) else None
+    layers = model.model.layers   # MoE: the dense first layers' MLP and the MoE blocks both
+    targets = (sorted({type(m).__name__ for layer in layers for m in (layer.self_attn, layer.mlp)})
+               if config.true_sequential else [type(layers[0]).__name__])
     before = snapshot(model, names)
     _oneshot(model, recipe, calib, sequential_targets=targets)
-    return _result(config, model, names, before)
+    return _result(config, model, names, before, expert_tokens=tokens)
 
 
 def awq(config, model, names: list[str], calib):
