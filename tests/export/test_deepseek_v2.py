@@ -169,12 +169,43 @@ def test_gptq_experts_equal_llmcompressors_own_dequantization(tmp_path):
         assert torch.equal(got, lc.library_dequantized(model.get_submodule(name))), name
 
 
-def test_smoothing_methods_are_refused_with_the_fix(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--model", str(V2), "--method", "awq",
+def test_awq_build_is_checked(tmp_path_factory):
+    import dsedge
+    from dsedge.quantize import config_from_options
+
+    folder = tmp_path_factory.mktemp("v2")
+    res = dsedge.build(V2, target="orin", quant=config_from_options("awq"), output=folder / "awq",
+                       calib_spec=_calib(folder))
+    check_artifact(res, "awq")
+    assert res.report["greedy_generation"]["identical"] and abs(res.report["ppl_change_pct"]) < 0.5
+
+
+def test_awq_scales_are_compensated_in_the_router(tmp_path):
+    """AWQ divides each post-attention norm by its scales s; the router reading that norm gets its
+    input columns multiplied by s, so its logits W (n * x) are unchanged for every input."""
+    from dsedge.calib.recipes import resolve_calibration
+    from dsedge.quantize import config_from_options
+    from dsedge.quantize.backends import llmcompressor as lc
+
+    ck = open_checkpoint(V2)
+    model = ck.load_model(torch.float32)
+    calib = resolve_calibration(str(_calib(tmp_path, samples=4)), ck.tokenizer())
+    cfg = json.loads((V2 / "config.json").read_text())
+    res = lc.awq(config_from_options("awq"), model, SPEC.block_linears(cfg["num_hidden_layers"], cfg), calib)
+    for i in range(cfg["first_k_dense_replace"], cfg["num_hidden_layers"]):
+        norm, router = f"model.layers.{i}.post_attention_layernorm.weight", f"model.layers.{i}.mlp.gate.weight"
+        n0, w0 = ck.tensor(norm).float(), ck.tensor(router).float()
+        n1, w1 = res.tensors[norm], res.tensors[router]
+        assert not torch.allclose(n1, n0)                      # AWQ did scale this norm
+        torch.testing.assert_close(w1 * n1[None, :], w0 * n0[None, :], rtol=1e-5, atol=1e-7)
+
+
+def test_smoothquant_is_refused_with_the_fix(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--model", str(V2), "--method", "smoothquant",
                            "-o", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     err = proc.stdout + proc.stderr
-    assert "awq is not available for DeepseekV2ForCausalLM" in err and "--method rtn" in err
+    assert "smoothquant is not available for DeepseekV2ForCausalLM" in err and "--method rtn" in err
     assert "Traceback" not in err and not (tmp_path / "x").exists()
 
 

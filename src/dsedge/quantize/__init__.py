@@ -67,10 +67,11 @@ class QuantResult:
         return self.seconds + getattr(self.weights, "seconds", 0.0)
 
 
-# Methods that quantize MoE checkpoints (each expert as its own linear). GPTQ runs through
-# llm-compressor, which linearizes transformers' fused experts and calibrates every expert on
-# every token. AWQ and SmoothQuant also move scales across the router's input: not done yet.
-MOE_METHODS = ("fp16", "rtn", "int8", "gptq")
+# Methods that quantize MoE checkpoints (each expert as its own linear). GPTQ and AWQ run through
+# llm-compressor, which linearizes transformers' fused experts and calibrates every expert on every
+# token; AWQ's norm scales are compensated in the router (backends/llmcompressor.py). SmoothQuant's
+# static activation scales per expert are not done.
+MOE_METHODS = ("fp16", "rtn", "int8", "gptq", "awq")
 
 
 def target_linears(spec, n_layers: int, config: QuantConfig, arch_config: dict | None = None) -> list[str]:
@@ -87,7 +88,10 @@ def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: in
     names = target_linears(spec, n_layers, config, arch_config)
     if spec.moe is not None and config.method not in MOE_METHODS:
         raise ConfigError(f"--method {config.method} is not available for {spec.name} (MoE) yet",
-                          "use --method rtn or int8 (weight-only) for this architecture")
+                          f"use --method {', '.join(m for m in MOE_METHODS if m != 'fp16')} for this architecture")
+    if spec.moe is not None and getattr(config, "backend", "llmcompressor") != "llmcompressor":
+        raise ConfigError(f"--backend {config.backend} does not quantize {spec.name} (MoE) in dsedge yet",
+                          "drop --backend (llm-compressor handles the experts)")
     config.validate_for({n: in_features(n) for n in names})
     t0 = time.perf_counter()
     with torch.no_grad():
