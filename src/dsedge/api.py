@@ -240,7 +240,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         if qres.expert_tokens is not None:
             report["calibration_expert_tokens"] = {
                 "routed": qres.expert_tokens, "samples": calib.describe().get("samples") if calib else None,
-                "note": "tokens the FP16 routers send to each expert over the calibration data; GPTQ's "
+                "note": "tokens the FP16 routers send to each expert over the calibration data; the method's "
                         "statistics use every calibration token for every expert (llm-compressor "
                         "moe_calibrate_all_experts), so an expert the router never picks is still calibrated"}
         if ckpt.spec.moe is not None:  # weight bytes a decoded token reads, per MoE form, from the graph

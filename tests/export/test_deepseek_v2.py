@@ -34,13 +34,10 @@ def cli_int4(tmp_path_factory):
 
 
 def _result(path):
+    from dsedge.api import BuildResult
     from dsedge.artifact import read_manifest
 
-    class R:  # the parts of BuildResult check_artifact reads
-        pass
-    r = R()
-    r.path, r.manifest, r.report = path, read_manifest(path), json.loads((path / "report.json").read_text())
-    return r
+    return BuildResult(path, json.loads((path / "report.json").read_text()), read_manifest(path))
 
 
 def test_int4_build_is_checked_and_greedy_identical(cli_int4):

@@ -144,11 +144,12 @@ def prepare(model) -> None:
             layer.mlp.forward = types.MethodType(_moe_forward, layer.mlp)
 
 
-def uses_export_form(config) -> bool:
-    return (getattr(config, "architectures", None) or [""])[0] in PREPARE
+PREPARE = {"DeepseekV2ForCausalLM": prepare}   # architectures[0] -> its export forms
 
 
-PREPARE = {"DeepseekV2ForCausalLM": prepare}
+def prepare_for(config):
+    """The `prepare` of config's architecture, or None when transformers' modules export as they are."""
+    return PREPARE.get((getattr(config, "architectures", None) or [""])[0])
 
 
 def weight_bytes_per_token(path, top_k: int) -> dict:
@@ -171,47 +172,29 @@ def weight_bytes_per_token(path, top_k: int) -> dict:
     """
     import onnx
 
-    from ..engine.graph import graphs, nbytes, type_name
+    from ..engine.graph import all_nodes, graphs, nbytes, type_name
 
-    model = onnx.load(str(path), load_external_data=False)
-    g = model.graph
+    g = onnx.load(str(path), load_external_data=False).graph
     size = {i.name: nbytes(type_name(i.data_type), i.dims) for sub in graphs(g) for i in sub.initializer}
     experts = []                                                     # bytes of each If (expert)
     in_branch: set[str] = set()
     for n in g.node:
-        if n.op_type != "If":
-            continue
-        names: set[str] = set()
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                names |= {x for sub in graphs(a.g) for node in sub.node for x in node.input if x in size}
-        experts.append(sum(size[x] for x in names))
-        in_branch |= names
-    embed = next((i for i in g.initializer if i.name.endswith("embed_tokens.weight")), None)
-    # an If's own initializers are found through its nodes' inputs above (they live in the branch)
+        if n.op_type == "If":   # its branches' initializers, and the outer ones they read
+            names = {x for a in n.attribute if a.type == onnx.AttributeProto.GRAPH
+                     for node in all_nodes(a.g) for x in node.input if x in size}
+            experts.append(sum(size[x] for x in names))
+            in_branch |= names
     always = sum(v for k, v in size.items() if k not in in_branch)
+    embed = next((i for i in g.initializer if i.name.endswith("embed_tokens.weight")), None)
     if embed is not None:  # a lookup reads one row of the embedding
         always -= size[embed.name] - size[embed.name] // embed.dims[0]
-    n_layers = max(1, len({_layer_of(n) for n in g.node if n.op_type == "If"}))
+    n_layers = sum(n.op_type == "TopK" for n in g.node)             # one router per MoE layer
     per_expert = sum(experts) / max(1, len(experts))
     selected = always + n_layers * top_k * per_expert
     every = always + sum(experts)
-    return {"experts": len(experts), "moe_layers": n_layers if experts else 0, "top_k": top_k,
+    return {"experts": len(experts), "moe_layers": n_layers, "top_k": top_k,
             "bytes_per_expert": round(per_expert), "always_read": always,
             "forms": {"if_per_expert": round(selected), "dense_all_experts": every,
                       "gather_dequantized": every, "gather_quantized": round(selected)},
             "tensorrt_compatible": {"if_per_expert": True, "dense_all_experts": True,
                                     "gather_dequantized": True, "gather_quantized": False}}
-
-
-def _layer_of(node) -> str:
-    """The decoder layer an If belongs to, from the weight names its branches read."""
-    import onnx
-
-    for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            for n in a.g.node:
-                for x in n.input:
-                    if ".layers." in x:
-                        return x.split(".layers.")[1].split(".")[0]
-    return node.name

@@ -47,10 +47,10 @@ def trace_decoder(config, dtype: torch.dtype = torch.float16, opset: int = 21, c
         from ..artifact import library_versions
         from ..cache import cache_key
 
-        from .deepseek_v2 import EXPORT_FORM, uses_export_form
+        from .deepseek_v2 import EXPORT_FORM, prepare_for
 
         key = cache_key("trace", config.to_dict(), str(dtype), opset, library_versions(),
-                        EXPORT_FORM if uses_export_form(config) else None)
+                        EXPORT_FORM if prepare_for(config) else None)
         entry = cache.get("trace", key)
         if entry is not None:
             import onnx_ir as ir
@@ -108,9 +108,9 @@ def _store(model, contract, cache, key) -> None:
 def _trace(config, contract: DecoderContract, dtype: torch.dtype, opset: int):
     from transformers import AutoModelForCausalLM
 
-    from .deepseek_v2 import PREPARE
+    from .deepseek_v2 import prepare_for
 
-    prepare = PREPARE.get((config.architectures or [""])[0])
+    prepare = prepare_for(config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
     if prepare:

@@ -128,17 +128,16 @@ def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict,
     # A weight used inside an If branch (an MoE expert) gets its initializers in that branch:
     # onnxruntime's DequantizeLinear -> MatMulNBits fusion looks for them in the node's own graph
     # ("Missing required weight" otherwise), and the branch owns the expert's weights anyway.
-    home = body
-    inputs = [_lazy_initializer(home, f"{name}_quantized", code_dtype, (k, n),
+    inputs = [_lazy_initializer(body, f"{name}_quantized", code_dtype, (k, n),
                                 lambda: _code_tensor(get(module).codes.T, bits, f"{name}_quantized")),
-              _lazy_initializer(home, f"{name}_scale", act, qshape, scale)]
+              _lazy_initializer(body, f"{name}_scale", act, qshape, scale)]
     if not spec["symmetric"]:
-        inputs.append(_lazy_initializer(home, f"{name}_zero_point", code_dtype, qshape, zero))
+        inputs.append(_lazy_initializer(body, f"{name}_zero_point", code_dtype, qshape, zero))
     attrs = {"axis": 1} if per_channel else {"axis": 0, "block_size": group}
     dq = ir.node("DequantizeLinear", inputs=inputs, attributes=attrs, outputs=[ir.Value(name=f"{name}_dequantized")])
     body.insert_before(transpose, dq)
     if spec.get("perm") is not None:  # x[..., perm] @ W[perm]: gather the activation's input channels
-        perm = _lazy_initializer(home, f"{name}_perm", ir.DataType.INT64, (k,),
+        perm = _lazy_initializer(body, f"{name}_perm", ir.DataType.INT64, (k,),
                                  lambda: ir.Tensor(get(module).perm.to(torch.int64).numpy(), name=f"{name}_perm"))
         for use in list(transpose.outputs[0].uses()):
             matmul = use.node

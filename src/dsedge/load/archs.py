@@ -22,10 +22,10 @@ class MoeSpec:
         "gate_up_proj": ("gate_proj", "up_proj"), "down_proj": ("down_proj",)})
     shared: tuple[str, ...] = ("mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj",
                                "mlp.shared_experts.down_proj")
-    # The router stays in float: it is E x H (0.03 % of V2-Lite's weights), its logits pick the
-    # experts through a discrete top-k, and a rounding that flips one choice changes the token's
-    # whole expert output, not a small perturbation of it. transformers computes it in fp32.
-    router: str = "mlp.gate"
+    # The router (`mlp.gate`, not a linear listed here) stays in float: it is E x H (0.03 % of
+    # V2-Lite's weights), its logits pick the experts through a discrete top-k, and a rounding that
+    # flips one choice changes the token's whole expert output, not a small perturbation of it.
+    # transformers computes it in fp32.
     n_experts_key: str = "n_routed_experts"
     top_k_key: str = "num_experts_per_tok"
     dense_layers_key: str = "first_k_dense_replace"  # layers [0, k) keep a dense MLP

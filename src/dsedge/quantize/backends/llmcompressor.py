@@ -66,23 +66,18 @@ def _linearize(model) -> bool:
 
 def expert_tokens(model, calib) -> dict[str, list[int]]:
     """Calibration tokens the (float) routers send to each expert, per MoE layer: module name of
-    the router -> tokens per expert. Hooks on every module with `top_k` and `num_experts`."""
-    counts, handles = {}, []
-    for name, mod in model.named_modules():
-        if hasattr(mod, "top_k") and hasattr(mod, "num_experts") and isinstance(getattr(mod, "weight", None), torch.nn.Parameter):
-            counts[name] = torch.zeros(mod.num_experts, dtype=torch.long)
+    the router -> tokens per expert (the reference trainer's RouterProbe counts them)."""
+    from ...reference.train import RouterProbe
 
-            def hook(mod, args, out, name=name):
-                counts[name] += torch.bincount(out[-1].reshape(-1), minlength=counts[name].numel())
-            handles.append(mod.register_forward_hook(hook))
+    probe = RouterProbe(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad():   # no grad: the probe keeps no logits for a balance loss
             for row in calib.input_ids.long():
                 model(input_ids=row[None])
     finally:
-        for h in handles:
+        for h in probe.handles:
             h.remove()
-    return {k: v.tolist() for k, v in counts.items()}
+    return {k: v.tolist() for k, v in probe.counts.items()}
 
 
 def _ignore(model, names: list[str]) -> list[str]:
