@@ -104,11 +104,15 @@ def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_to
     dec = open_decoder(folder, runtime)
     ids = np.random.default_rng(0).integers(0, vocab, (1, prompt_tokens), dtype=np.int64)
 
-    def one(timed):
+    def one(mark=None):
+        """-> TTFT (s), decode step times (s), the decode window's start (a power sample, or None)."""
         t0 = time.perf_counter()
         logits, past = dec.run(ids)
         tok = int(logits.argmax())
         ttft = time.perf_counter() - t0
+        # a power sample where decoding starts: a window of 8 x 2 ms steps is shorter than the
+        # sampling interval and would otherwise hold a single sample (no energy)
+        t_decode = mark() if mark else None
         steps = []
         for _ in range(decode_tokens):
             t = time.perf_counter()
@@ -116,10 +120,10 @@ def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_to
             tok = int(logits.argmax())
             steps.append(time.perf_counter() - t)
         dec.release(past)
-        return ttft, steps
+        return ttft, steps, t_decode
 
     for _ in range(warmup):
-        one(False)
+        one()
     reader = find_reader(power_root)
     # Device memory: NVML on a discrete GPU; on a Jetson (unified memory) the system's memory in
     # use above the start; elsewhere only this process's peak RSS (other processes' memory on a
@@ -131,9 +135,8 @@ def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_to
     with sampler:
         t_start = sampler.mark()
         for _ in range(runs):
-            ttft, s = one(True)
-            t_end = sampler.mark()
-            windows.append((t_end - sum(s), t_end))
+            ttft, s, t_decode = one(sampler.mark)
+            windows.append((t_decode, sampler.mark()))
             ttfts.append(ttft * 1e3)
             steps += [x * 1e3 for x in s]
         t_stop = sampler.mark()
