@@ -174,11 +174,14 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             else:
                 exp = export_onnx(ckpt.config, weights_of, qweights, qres.spec, staging / "model.onnx", act_dtype,
                                   act_scales=qres.act_scales, cache=cache)
-                cache.put("export", key, sorted(staging.glob("model.onnx*")),
-                          {k: v for k, v in exp.__dict__.items() if k != "path"})
             for f in TOKENIZER_FILES + CONFIG_FILES:
                 if (ckpt.path / f).exists():
                     shutil.copy2(ckpt.path / f, staging / f)
+        # cached once the stage has ended: an interrupt Python deferred during the export (one that
+        # landed in a __del__) is raised at the stage boundary, before anything is cached
+        if not entry:
+            cache.put("export", key, sorted(staging.glob("model.onnx*")),
+                      {k: v for k, v in exp.__dict__.items() if k != "path"})
 
         with timed("validate"):
             full = plan.scope == "full"
