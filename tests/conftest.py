@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dsedge import reference
+from dsedge.archs import REGISTRY
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # n workers on n cores: one compute thread each (and in the CLI processes tests start, through
@@ -20,7 +21,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # The dense (GQA) reference checkpoints: the tests parametrized over these run every method and
 # export configuration. The MoE + MLA one (deepseek-v2-tiny) has its own module,
 # tests/export/test_deepseek_v2.py: its trace alone takes ~2 min on 2 cores.
-REFERENCE_NAMES = sorted(n for n, arch in reference.REFERENCE_MODELS.items() if arch != "DeepseekV2ForCausalLM")
+REFERENCE_NAMES = sorted(n for n, arch in reference.REFERENCE_MODELS.items() if REGISTRY[arch].moe is None)
 MOE_REFERENCE = "deepseek-v2-tiny"
 
 

@@ -3,76 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-# llm-compressor draws tqdm bars per layer; tqdm reads TQDM_* variables when it is imported, so
-# this must be set before any library is: dsedge shows its own stage bars.
-os.environ.setdefault("TQDM_DISABLE", "1")
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Quantize, export and check DeepSeek checkpoints for TensorRT edge targets.")
-console = Console(stderr=True)
-out = Console()
-_state = {"debug": False}
-
-
-@app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
-    _state["debug"] = debug
-
-
-def _run(fn):
-    """Call fn; turn dsedge errors, Ctrl-C and SIGTERM into one clear line and an exit code."""
-    from .errors import BuildInterrupted, DsedgeError
-
-    def on_term(signum, frame):
-        err = BuildInterrupted("interrupted by SIGTERM; no artifact was written")
-        err.exit_code = 128 + signum
-        # raised wherever Python is; if that is a __del__, Python ignores it, so the stage hook
-        # (_progress) raises it again at the next stage boundary, before any artifact is renamed in
-        _state["terminated"] = err
-        raise err
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def unraisable(hook_args, default=sys.unraisablehook):
-        if not isinstance(hook_args.exc_value, (BuildInterrupted, KeyboardInterrupt)):
-            default(hook_args)
-    sys.unraisablehook = unraisable   # an interrupt that landed in a __del__: re-raised, not printed
-    # Ctrl-C raises KeyboardInterrupt even when the parent started us with SIGINT ignored (as
-    # shells do for background jobs): an interrupt always ends the build cleanly.
-    def on_int(signum, frame):
-        _state["terminated"] = KeyboardInterrupt()   # re-raised at the next stage boundary, as on_term's
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_int)
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        console.print("[red]error:[/red] interrupted; no artifact was written")
-        raise typer.Exit(130)
-    except DsedgeError as e:
-        if _state["debug"]:
-            console.print_exception()
-        console.print(f"[red]error:[/red] {e.problem}", highlight=False, soft_wrap=True)
-        if e.fix:
-            console.print(f"  [bold]fix:[/bold] {e.fix}", highlight=False, soft_wrap=True)
-        raise typer.Exit(e.exit_code)
+# The typer app, the consoles and _run are shared with cli_gate and cli_deploy: they live in cli_common,
+# which also sets TQDM_DISABLE before any library is imported.
+from .cli_common import _run, _state, app, console, out
 
 
 def _progress(enabled: bool):
     """A rich progress bar per pipeline stage, as a `stage` hook for dsedge.api.build."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from .api import STAGES
 
     def check_terminated():
         if _state.get("terminated") is not None:
@@ -341,6 +286,8 @@ def plan(
     target: str = typer.Option("orin", "--target", "-t", help="Target name or alias."),
     bits: Optional[int] = typer.Option(None, "--bits", help="4, 8 or 16 (default 16)."),
     method: Optional[str] = typer.Option(None, "--method", help="Quantization method (default: from --bits)."),
+    group_size: Optional[int] = typer.Option(None, "--group-size", help="Input channels per scale (as in build)."),
+    asym: bool = typer.Option(False, "--asym", help="Zero points (as in build)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length (default: the target's max_context)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the target's max_batch)."),
     targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
@@ -348,18 +295,15 @@ def plan(
 ):
     """Memory plan of a model on a target from config.json alone: weights, KV cache, workspace, fits or not."""
     def go():
-        from .load.config import read_config
-        from .plan.memory import GiB, options, plan_memory
-        from .targets import find_target
+        from . import api
+        from .plan.memory import GiB
 
-        config = read_config(model)
-        t = find_target(target, targets_dir)
-        p = plan_memory(config, t, bits, context, batch, method)
-        opts = options(config, t, p.context, p.batch)
+        quant = api.plan_config(method, bits, group_size, False if asym else None)
+        p, opts = api.plan(model, target, quant, context, batch, targets_dir)
         if as_json:
             out.print_json(json.dumps({"plan": p.to_dict(), "options": [o.to_dict() for o in opts]}))
         else:
-            table = Table(title=f"{p.architecture} on {t.name}: {p.method}, context {p.context}, batch {p.batch}")
+            table = Table(title=f"{p.architecture} on {p.target}: {p.method}, context {p.context}, batch {p.batch}")
             for col in ("item", "GiB", "how"):
                 table.add_column(col)
             for row in p.rows():
@@ -375,7 +319,8 @@ def plan(
     _run(go)
 
 
-# The gate / report and deploy / bench commands are declared in their own modules, on this app.
+# The gate / report and deploy / bench commands are declared in their own modules, on the shared app;
+# imported here, after this module's commands, so that importing dsedge.cli registers them all in this order.
 from . import cli_deploy, cli_gate  # noqa: E402,F401
 
 

@@ -1,4 +1,4 @@
-"""`dsedge flash`, `dsedge devices`, `dsedge bench`: commands on dsedge.cli.app (parsing and rendering only)."""
+"""`dsedge flash`, `dsedge devices`, `dsedge bench`: commands on dsedge.cli_common.app (parsing and rendering only)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .cli import _run, app, console, out
+from .cli_common import _run, app, console, out
 
 devices_app = typer.Typer(no_args_is_help=True, help="Devices reached over SSH.")
 app.add_typer(devices_app, name="devices")

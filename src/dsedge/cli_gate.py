@@ -1,4 +1,4 @@
-"""`dsedge gate` and `dsedge report`: commands on dsedge.cli.app (parsing and rendering only)."""
+"""`dsedge gate` and `dsedge report`: commands on dsedge.cli_common.app (parsing and rendering only)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .cli import _run, app, console, out
+from .cli_common import _run, app, console, out
 
 _STYLE = {"pass": "[green]pass[/green]", "fail": "[bold red]FAIL[/bold red]", "skipped": "[dim]skipped[/dim]"}
 

@@ -3,6 +3,8 @@ release active, rollback, host-key refusal, an interrupted upload resumed."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import os
 import signal
 import sys
@@ -14,7 +16,12 @@ import pytest
 
 from dsedge import deploy
 from dsedge.deploy.releases import artifact_id
-from dsedge.deploy.ssh import keygen_fingerprint
+
+
+def keygen_fingerprint(pubkey_file) -> str:
+    """SHA256 fingerprint of a public key file, as ssh-keygen -lf prints it."""
+    out = subprocess.run(["ssh-keygen", "-lf", str(pubkey_file)], capture_output=True, text=True, check=True).stdout
+    return re.search(r"SHA256:[A-Za-z0-9+/=]+", out).group(0)
 
 
 def _current(root: Path) -> str | None:

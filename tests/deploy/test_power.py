@@ -128,3 +128,21 @@ def test_nvml_energy_counter():
     while time.time() - t < 0.5:
         x += 1
     assert first == 0 and r.sample() >= 0 and r.memory_used_bytes() > 0 and r.clocks()["gpu_mhz"] > 0
+
+
+def test_a_window_between_two_marks_holds_both_marks_samples():
+    """A decode window shorter than the sampling interval still has a sample at each end (the
+    marks' own), so its energy is computed: 10 W constant over the window."""
+    class Constant:
+        kind, name = "power", "constant"
+
+        def sample(self):
+            return 10.0
+
+    with Sampler(Constant(), interval=60.0) as s:     # the thread samples once, at the start
+        t0 = s.mark()
+        time.sleep(0.005)
+        t1 = s.mark()
+    inside = [t for t, _ in s.samples if t0 <= t <= t1]
+    assert len(inside) == 2
+    assert s.energy_j(t0, t1) == pytest.approx(10.0 * (t1 - t0))

@@ -14,13 +14,14 @@ import torch
 
 from dsedge import reference
 from dsedge.engine.graph import all_nodes
-from dsedge.load import ARCHITECTURES, open_checkpoint
+from dsedge.archs import REGISTRY
+from dsedge.load import open_checkpoint
 from tests.conftest import MOE_REFERENCE
 from tests.test_build import check_artifact
 
 pytestmark = pytest.mark.slow
 V2 = reference.checkpoint_path(MOE_REFERENCE)
-SPEC = ARCHITECTURES["DeepseekV2ForCausalLM"]
+SPEC = REGISTRY["DeepseekV2ForCausalLM"]
 
 
 @pytest.fixture(scope="module")
@@ -233,9 +234,9 @@ def test_q_lora_form_exports_and_matches_pytorch(tmp_path):
     from dsedge.check.fidelity import validate_export
     from dsedge.check.session import OnnxDecoder
     from dsedge.export import TOLERANCE, export_onnx
-    from dsedge.reference.train import make_deepseek_v2_config
+    from dsedge.reference.train import make_config
 
-    cfg = make_deepseek_v2_config(247, q_lora_rank=128)
+    cfg = make_config("deepseek_v2", 247, q_lora_rank=128)
     cfg.num_hidden_layers = 2
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()

@@ -133,3 +133,22 @@ def test_cached_trace_exports_the_same_graph(tmp_path):
     ids = _ids(ckpt.config.vocab_size).numpy()
     a, b = (OnnxDecoder(p).logits(ids) for p in paths)
     assert np.array_equal(a, b)
+
+
+def test_a_weight_that_disagrees_with_its_spec_is_refused(tmp_path):
+    """The graph is laid out from each weight's spec before the weight is produced; a handler whose
+    weights differ from what it declared (here: INT8 codes where the spec says INT4) is an
+    ExportError naming the linear, not a silently wrong graph."""
+    from dsedge import reference
+    from dsedge.cache import StageCache
+    from dsedge.errors import ExportError
+    from dsedge.export import export_onnx
+    from dsedge.load import open_checkpoint
+
+    ckpt = open_checkpoint(reference.checkpoint_path("llama-tiny"))
+    names = ckpt.spec.block_linears(ckpt.n_layers)
+    weights = {n: quantize_weight(ckpt.tensor(f"{n}.weight").float(), 8, -1, True) for n in names}
+    says_int4 = lambda n: {"bits": 4, "group_size": 128, "symmetric": True, "perm": None}
+    with pytest.raises(ExportError, match=f"{names[0]}: the quantized weight is"):
+        export_onnx(ckpt.config, lambda k: ckpt.tensor(k).float(), weights, says_int4, tmp_path / "m.onnx",
+                    torch.float32, cache=StageCache(root=tmp_path / "cache"))

@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dsedge import reference
-from dsedge.errors import CheckpointError, UnsupportedArchitectureError, UsageError
-from dsedge.load import ARCHITECTURES, arch_spec, open_checkpoint
+from dsedge.errors import CheckpointError, UsageError
+from dsedge.load import open_checkpoint
 
 
 def test_reference_checkpoints_open_and_validate(ref_name):
@@ -44,14 +44,6 @@ def test_tensor_reads_one_tensor_memory_mapped(ref_name):
     ck = open_checkpoint(reference.checkpoint_path(ref_name))
     t = ck.tensor("model.layers.0.mlp.down_proj.weight")
     assert t.dtype == torch.bfloat16 and t.shape[1] % 128 == 0
-
-
-def test_architecture_table_is_keyed_by_architectures0():
-    for name, spec in ARCHITECTURES.items():
-        assert spec.name == name and arch_spec(name) is spec
-        assert set(spec.norm_to_linears) and all(l in spec.linears for ls in spec.norm_to_linears.values() for l in ls)
-    with pytest.raises(UnsupportedArchitectureError, match="DeepseekV3ForCausalLM .* not supported yet"):
-        arch_spec("DeepseekV3ForCausalLM")
 
 
 def test_unsupported_quantization_config_is_named(ckpt_copy):

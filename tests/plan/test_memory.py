@@ -1,16 +1,19 @@
 """The memory planner against hand-computed figures for the real DeepSeek configurations
-(tests/plan/configs/*.json hold their published config.json fields). Every expected number
+(src/dsedge/archs/configs/*.json hold their published config.json fields). Every expected number
 below is worked out in the comment above it from the config values alone."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dsedge.errors import CheckpointError, UnsupportedArchitectureError
 from dsedge.plan.memory import GiB, options, plan_memory
+from dsedge.quantize import config_from_options
 from dsedge.targets import find_target
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).parents[2] / "src" / "dsedge" / "archs" / "configs"
 
 
 def cfg(name: str) -> dict:
@@ -75,7 +78,7 @@ KV_4096 = {
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_fp16_weights_and_kv_match_hand_figures(name):
-    p = plan_memory(cfg(name), find_target("h100"), bits=None, context=4096, batch=1)
+    p = plan_memory(cfg(name), find_target("h100"), context=4096, batch=1)
     assert p.params == PARAMS[name]
     assert p.weight_bytes == 2 * PARAMS[name]            # everything FP16 as stored
     assert p.kv_bytes == KV_4096[name]
@@ -90,7 +93,7 @@ def test_int4_g128_weights_qwen_1_5b():
     # linears 1,310,195,712 params -> codes /2 = 655,097,856 B ; scales one FP16 per 128 inputs
     # (1536 and 8960 are multiples of 128) -> 1,310,195,712/128*2 = 20,471,808 B ;
     # FP16 rest (bias 57,344 + norms 87,552 + embed/head 466,747,392) * 2 = 933,784,576 B
-    p = plan_memory(cfg("r1-distill-qwen-1.5b"), find_target("orin"), bits=4)
+    p = plan_memory(cfg("r1-distill-qwen-1.5b"), find_target("orin"), quant=config_from_options(bits=4))
     assert p.weight_bytes == 655_097_856 + 20_471_808 + 933_784_576
     assert p.weight_parts["embeddings"] == p.weight_parts["lm_head"] == 233_373_696 * 2
 
@@ -99,7 +102,7 @@ def test_int8_per_channel_weights_llama_8b():
     # codes 6,979,321,856 B ; one FP16 scale per output channel: outputs per layer
     # 4096+1024+1024+4096+14336+14336+4096 = 43,008 x 32 = 1,376,256 -> 2,752,512 B ;
     # FP16 rest (norms 266,240 + embed/head 1,050,673,152) * 2 = 2,101,878,784 B
-    p = plan_memory(cfg("r1-distill-llama-8b"), find_target("orin"), bits=8)
+    p = plan_memory(cfg("r1-distill-llama-8b"), find_target("orin"), quant=config_from_options(bits=8))
     assert p.weight_bytes == 6_979_321_856 + 2_752_512 + 2_101_878_784
 
 
@@ -127,7 +130,7 @@ def test_fits_and_margin_14b_int4_on_orin_nx():
     # KV 805,306,368 ; workspace prompt 1024: 1024*2*(10240 + max(7168, 27648) + 152064) = 389,021,696
     # runtime 1.5 GiB = 1,610,612,736 ; total 12,733,360,128 ; usable 12.5 GiB = 13,421,772,800
     t = find_target("orin-nx-16")
-    p = plan_memory(cfg("r1-distill-qwen-14b"), t, bits=4, context=4096, batch=1)
+    p = plan_memory(cfg("r1-distill-qwen-14b"), t, quant=config_from_options(bits=4), context=4096, batch=1)
     assert p.total_bytes == 12_733_360_128
     assert p.margin_bytes == 13_421_772_800 - 12_733_360_128 and p.fits
     assert {o.precision: o.fits for o in options(cfg("r1-distill-qwen-14b"), t, 4096, 1)} == \
@@ -137,7 +140,7 @@ def test_fits_and_margin_14b_int4_on_orin_nx():
 def test_v3_fits_nowhere_and_plan_says_so():
     for o in options(cfg("deepseek-v3"), find_target("h100")):
         assert not o.fits and o.plan.margin_bytes < 0
-    d = plan_memory(cfg("deepseek-v3"), find_target("h100"), bits=4).to_dict()
+    d = plan_memory(cfg("deepseek-v3"), find_target("h100"), quant=config_from_options(bits=4)).to_dict()
     assert d["fits"] is False and "multi-token-prediction" in d["notes"][0]
 
 
@@ -153,7 +156,7 @@ def test_options_respect_target_precisions(tmp_path):
 
 
 def test_rows_and_dict_agree():
-    p = plan_memory(cfg("r1-distill-qwen-1.5b"), find_target("nano"), bits=4)
+    p = plan_memory(cfg("r1-distill-qwen-1.5b"), find_target("nano"), quant=config_from_options(bits=4))
     rows = dict((r[0], r[1]) for r in p.rows())
     assert float(rows["total"]) == pytest.approx(p.total_bytes / GiB, abs=0.005)
     assert p.to_dict()["total_gib"] == round(p.total_bytes / GiB, 3)
@@ -166,3 +169,17 @@ def test_unknown_architecture_and_missing_key():
     del bad["intermediate_size"]
     with pytest.raises(CheckpointError, match="intermediate_size"):
         plan_memory(bad, find_target("orin"))
+
+
+def test_api_plan_is_the_cli_plan():
+    import dsedge
+
+    path = CONFIGS / "r1-distill-qwen-7b.json"
+    p, opts = dsedge.plan(path, "orin", dsedge.api.plan_config("rtn", 4, 32, False), context=4096, batch=1)
+    assert p.method == "rtn-w4-g32-asym" and [o.precision for o in opts] == ["fp16", "int8", "int4"]
+    assert dsedge.api.plan_config().method == "fp16"
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "plan", "--model", str(path), "--target", "orin",
+                           "--bits", "4", "--group-size", "32", "--asym", "--context", "4096", "--batch", "1",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["plan"] == p.to_dict()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dsedge.quantize.primitives import (choose_qparams, dequantize_affine, pack_int4, qrange, quantize_affine,
-                                        sqnr_db, unpack_int4)
+                                        sqnr_db)
 from dsedge.quantize.qweight import QuantizedWeight
 from dsedge.quantize.rtn import quantize_weight
 
@@ -11,6 +11,16 @@ from dsedge.quantize.rtn import quantize_weight
 # Floors sit ~1 dB below (6 dB per bit is the textbook step).
 SQNR_FLOOR = {(4, 128, True): 17.5, (4, 128, False): 19.0, (4, 32, True): 19.3, (4, -1, True): 16.4,
               (8, -1, True): 41.5, (8, 128, True): 42.7, (8, -1, False): 42.0}
+
+
+def unpack_int4(packed: torch.Tensor, signed: bool) -> torch.Tensor:
+    """Inverse of pack_int4: (..., K/2) uint8 -> (..., K) int8."""
+    lo = (packed & 0xF).to(torch.int8)
+    hi = ((packed >> 4) & 0xF).to(torch.int8)
+    out = torch.stack([lo, hi], dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
+    if signed:
+        out = torch.where(out > 7, out - 16, out)
+    return out
 
 
 @pytest.fixture

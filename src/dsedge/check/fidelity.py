@@ -27,9 +27,9 @@ class Fidelity:
 @torch.no_grad()
 def _torch_steps(model, ids: torch.Tensor, steps: int):
     """-> outputs per step, and the token fed at each decode step (PyTorch's greedy choice)."""
-    from ..export.contract import cache_layout
+    from ..archs import arch_for
 
-    kinds = [kind for kind, _, _ in cache_layout(model.config)]
+    kinds = [kind for kind, _, _ in arch_for(model.config).cache_layout(model.config)]
     out = model(input_ids=ids, use_cache=True)
     results, fed = [], []
     for s in range(steps + 1):

@@ -11,7 +11,6 @@ through shlex.quote, so no argument can inject shell syntax.
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -147,9 +146,3 @@ def host_key_error(ssh: Ssh, stderr: str) -> HostKeyError:
         f"{a}: host key not in {kh} for {a.known_hosts_name}: refused (no blind trust)",
         f"verify the fingerprint shown by `ssh-keyscan -p {a.port} {a.host} | ssh-keygen -lf -` against the "
         "device's console, then connect once with `ssh`, or pass --accept-new-host-key (trust on first use)")
-
-
-def keygen_fingerprint(pubkey_file: os.PathLike) -> str:
-    """SHA256 fingerprint of a public key file (ssh-keygen -lf), e.g. for messages and tests."""
-    out = subprocess.run(["ssh-keygen", "-lf", str(pubkey_file)], capture_output=True, text=True, check=True).stdout
-    return _FP.search(out).group(0)

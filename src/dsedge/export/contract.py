@@ -5,10 +5,11 @@ Names follow Optimum / onnxruntime-genai: inputs `input_ids`, `attention_mask`, 
 `past_key_values.{i}.key|value`; outputs `logits`, `present.{i}.key|value`.
 Cache tensors are (batch, n_kv_heads, past_len, head_dim).
 
-Multi-head latent attention (DeepSeek-V2 / V3) caches what it compresses to, not per-head K and
-V: per layer `past_key_values.{i}.compressed_kv` (batch, 1, past_len, kv_lora_rank), the
-normalised latent, and `past_key_values.{i}.k_rope` (batch, 1, past_len, qk_rope_head_dim), the
-rotated key shared by all heads. That is transformers' own DynamicCache layout for the model.
+Multi-head latent attention caches what it compresses to, not per-head K and V: per layer
+`past_key_values.{i}.compressed_kv` (batch, 1, past_len, kv_lora_rank), the normalised latent,
+and `past_key_values.{i}.k_rope` (batch, 1, past_len, qk_rope_head_dim), the rotated key shared by
+all heads. That is transformers' own DynamicCache layout for the model. Which a family has is
+its ArchSpec.cache_layout.
 """
 from __future__ import annotations
 
@@ -16,18 +17,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..archs import arch_for
+
 # Tolerances on logits, |onnx - torch| <= atol + rtol * max|torch|. FP16 activations round each
 # matmul output to 11 bits; measured on the reference checkpoints the worst logit error is about
 # 1e-2 with |logits| ~ 20, so the FP16 bound leaves ~5x headroom. FP32 graphs agree to ~1e-5.
 TOLERANCE = {torch.float16: (2e-2, 5e-3), torch.float32: (1e-4, 1e-5)}
-
-
-def cache_layout(cfg) -> tuple[tuple[str, int, int], ...]:
-    """(kind, heads, last dim) of the two cache tensors of one layer."""
-    if getattr(cfg, "kv_lora_rank", None):  # MLA: the compressed cache
-        return (("compressed_kv", 1, cfg.kv_lora_rank), ("k_rope", 1, cfg.qk_rope_head_dim))
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return (("key", cfg.num_key_value_heads, head_dim), ("value", cfg.num_key_value_heads, head_dim))
 
 
 @dataclass(frozen=True)
@@ -38,7 +33,7 @@ class DecoderContract:
 
     @classmethod
     def from_config(cls, cfg) -> "DecoderContract":
-        return cls(cfg.num_hidden_layers, cache_layout(cfg), cfg.vocab_size)
+        return cls(cfg.num_hidden_layers, arch_for(cfg).cache_layout(cfg), cfg.vocab_size)
 
     @property
     def cache_names(self) -> list[tuple[str, str]]:

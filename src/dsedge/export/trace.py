@@ -7,6 +7,7 @@ import warnings
 
 import torch
 
+from ..archs import arch_for
 from .contract import DecoderContract
 
 
@@ -41,16 +42,14 @@ def trace_decoder(config, dtype: torch.dtype = torch.float16, opset: int = 21, c
     19 s for the tiny reference model) and depends only on the config, dtype, opset and library
     versions, not on the weights: it is stored once and reused by every build of the same
     architecture (`dsedge compare`'s methods, reruns)."""
+    spec = arch_for(config)
     contract = DecoderContract.from_config(config)
     key = None
     if cache is not None and cache.enabled:
         from ..artifact import library_versions
         from ..cache import cache_key
 
-        from .deepseek_v2 import EXPORT_FORM, prepare_for
-
-        key = cache_key("trace", config.to_dict(), str(dtype), opset, library_versions(),
-                        EXPORT_FORM if prepare_for(config) else None)
+        key = cache_key("trace", config.to_dict(), str(dtype), opset, library_versions(), spec.export_form)
         entry = cache.get("trace", key)
         if entry is not None:
             import onnx_ir as ir
@@ -62,7 +61,7 @@ def trace_decoder(config, dtype: torch.dtype = torch.float16, opset: int = 21, c
     # copy, so that the caller's config — and the cache key — stay as they were
     import copy
 
-    model = _trace(copy.deepcopy(config), contract, dtype, opset)
+    model = _trace(copy.deepcopy(config), spec.load_export_patch(), contract, dtype, opset)
     if key is not None:
         _store(model, contract, cache, key)
     return model, contract
@@ -105,16 +104,14 @@ def _store(model, contract, cache, key) -> None:
         _inputs_to_params(model, contract)
 
 
-def _trace(config, contract: DecoderContract, dtype: torch.dtype, opset: int):
+def _trace(config, patch, contract: DecoderContract, dtype: torch.dtype, opset: int):
+    """patch: the family's export forms (ArchSpec.export_patch), swapped in on the meta model."""
     from transformers import AutoModelForCausalLM
 
-    from .deepseek_v2 import prepare_for
-
-    prepare = prepare_for(config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
-    if prepare:
-        prepare(model)   # export forms of MLA and MoE (export/deepseek_v2.py)
+    if patch is not None:
+        patch(model)
     args = contract.dummy_inputs(dtype, device="meta")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -117,19 +117,28 @@ def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict,
     per_channel = group == -1
     qshape = (n,) if per_channel else (k // group, n)
 
+    def weight():   # the QuantizedWeight, checked against the layout the graph was given from its spec
+        qw = get(module)
+        got = (qw.bits, qw.group_size, qw.symmetric, tuple(qw.shape))
+        if got != (bits, group, spec["symmetric"], (n, k)):
+            raise ExportError(f"{module}: the quantized weight is (bits, group, symmetric, shape) {got}, "
+                              f"the graph was laid out for {(bits, group, spec['symmetric'], (n, k))}",
+                              "report it with the method: its handler and its spec disagree")
+        return qw
+
     def scale():   # (K/g, N) or (N,)
-        s = get(module).scale
+        s = weight().scale
         return _float_tensor(s.reshape(n) if per_channel else s.T, _TORCH_DTYPE[act], f"{name}_scale")
 
     def zero():
-        z = get(module).zero_point
+        z = weight().zero_point
         return _code_tensor(z.reshape(n) if per_channel else z.T, bits, f"{name}_zero_point")
 
     # A weight used inside an If branch (an MoE expert) gets its initializers in that branch:
     # onnxruntime's DequantizeLinear -> MatMulNBits fusion looks for them in the node's own graph
     # ("Missing required weight" otherwise), and the branch owns the expert's weights anyway.
     inputs = [_lazy_initializer(body, f"{name}_quantized", code_dtype, (k, n),
-                                lambda: _code_tensor(get(module).codes.T, bits, f"{name}_quantized")),
+                                lambda: _code_tensor(weight().codes.T, bits, f"{name}_quantized")),
               _lazy_initializer(body, f"{name}_scale", act, qshape, scale)]
     if not spec["symmetric"]:
         inputs.append(_lazy_initializer(body, f"{name}_zero_point", code_dtype, qshape, zero))
@@ -138,7 +147,7 @@ def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict,
     body.insert_before(transpose, dq)
     if spec.get("perm") is not None:  # x[..., perm] @ W[perm]: gather the activation's input channels
         perm = _lazy_initializer(body, f"{name}_perm", ir.DataType.INT64, (k,),
-                                 lambda: ir.Tensor(get(module).perm.to(torch.int64).numpy(), name=f"{name}_perm"))
+                                 lambda: ir.Tensor(weight().perm.to(torch.int64).numpy(), name=f"{name}_perm"))
         for use in list(transpose.outputs[0].uses()):
             matmul = use.node
             gather = ir.node("Gather", inputs=[matmul.inputs[0], perm], attributes={"axis": -1})

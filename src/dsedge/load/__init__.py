@@ -1,5 +1,4 @@
-"""Load: checkpoint folders and hub ids, safetensors headers, the architecture table."""
-from .archs import ARCHITECTURES, ArchSpec, arch_spec
+"""Load: checkpoint folders and hub ids, safetensors headers (architecture knowledge: dsedge.archs)."""
 from .checkpoint import Checkpoint, file_sha256, open_checkpoint
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "arch_spec", "Checkpoint", "file_sha256", "open_checkpoint"]
+__all__ = ["Checkpoint", "file_sha256", "open_checkpoint"]

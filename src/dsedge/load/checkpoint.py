@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .archs import ArchSpec, arch_spec
+from ..archs import ArchSpec, arch_for, supported
 from .prequant import Prequant
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -91,7 +91,7 @@ class Checkpoint:
 
     def _disk_shapes(self, fused_only: bool = False) -> dict[str, tuple[int, ...]]:
         """State-dict names and shapes as stored on disk: transformers' fused 3-D expert
-        parameters are listed as DeepSeek's per-expert 2-D linears (ArchSpec.moe)."""
+        parameters are listed as the per-expert 2-D linears of the checkpoint files (MoeSpec)."""
         moe = self.spec.moe
         out = {}
         for k, v in self._meta_model.state_dict().items():
@@ -338,10 +338,12 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False) -> Che
     archs = raw.get("architectures") or []
     if not archs:
         raise CheckpointError(f"{cfg_file} has no 'architectures' entry",
-                              'add e.g. "architectures": ["Qwen2ForCausalLM"] to config.json')
+                              f'add e.g. "architectures": ["{supported()[0].name}"] to config.json')
     # a quantization_config dsedge cannot import fails here, naming the format and the supported ones
     prequant = Prequant.from_config(raw["quantization_config"]) if "quantization_config" in raw else None
-    ckpt = Checkpoint(path=path, raw_config=raw, spec=arch_spec(archs[0]),
+    spec = arch_for(archs[0])
+    _require_transformers(spec)
+    ckpt = Checkpoint(path=path, raw_config=raw, spec=spec,
                       weight_files=_weight_files(path, allow_pickle), allow_pickle=allow_pickle,
                       _prequant=prequant)
     if prequant is not None and not any(f.suffix == ".safetensors" for f in ckpt.weight_files):
@@ -349,3 +351,14 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False) -> Che
                               "pre-quantized checkpoints are imported from safetensors only: convert the weights")
     ckpt.index  # parse headers now: a truncated file fails before any work
     return ckpt
+
+
+def _require_transformers(spec: ArchSpec) -> None:
+    """The family's version floor (ArchSpec.min_transformers), read without importing transformers."""
+    from importlib.metadata import version
+
+    have = version("transformers")
+    as_tuple = lambda v: tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+    if as_tuple(have) < as_tuple(spec.min_transformers):
+        raise CheckpointError(f"{spec.name} needs transformers >= {spec.min_transformers}; {have} is installed",
+                              f"pip install 'transformers>={spec.min_transformers}'")

@@ -20,14 +20,10 @@ from typing import Literal
 
 from ..targets.budgets import BUDGETS
 from ..targets.schema import Target
-from .memory import GiB, plan_memory, quant_config
+from ..quantize.configs import Fp16Config, QuantConfig
+from .memory import GiB, plan_memory
 
 TTFT_PROMPT = 128
-
-# method -> which dense throughput its matmuls run at (weight-only methods run FP16 matmuls)
-COMPUTE_PRECISION: dict[str, str] = {"fp16": "fp16", "rtn": "fp16", "int8": "fp16", "awq": "fp16", "gptq": "fp16",
-                                     "smoothquant": "int8", "fp8": "fp8"}
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -38,8 +34,9 @@ class Estimate:
     upper_bound: bool = False                     # the true value is at most this
 
 
-def _throughput(target: Target, method: str) -> tuple[float, str]:
-    prec = COMPUTE_PRECISION.get(method, "fp16")
+def _throughput(target: Target, prec: str) -> tuple[float, str]:
+    """Dense throughput of the precision the matmuls run in (QuantConfig.matmul_precision:
+    weight-only methods dequantize to FP16 and run FP16 matmuls)."""
     c = target.compute
     table = {"fp16": c.fp16_dense_tflops, "int8": c.int8_dense_tops, "fp8": c.fp8_dense_tflops or c.fp16_dense_tflops}
     return table[prec] * 1e12, prec
@@ -49,23 +46,23 @@ def decode_tokens_per_s(weight_read_bytes: int, kv_bytes: int, target: Target) -
     return target.memory.bandwidth_gbs * 1e9 * target.efficiency.decode_bandwidth / (weight_read_bytes + kv_bytes)
 
 
-def ttft_ms(active_params: int, target: Target, method: str, tokens: int = TTFT_PROMPT) -> float:
-    flops_per_s, _ = _throughput(target, method)
+def ttft_ms(active_params: int, target: Target, precision: str, tokens: int = TTFT_PROMPT) -> float:
+    flops_per_s, _ = _throughput(target, precision)
     return 2 * active_params * tokens / (flops_per_s * target.efficiency.prefill_compute) * 1e3
 
 
-def estimate_budgets(config: dict, target: Target, method: str | None = None, bits: int | None = None,
+def estimate_budgets(config: dict, target: Target, quant: QuantConfig | None = None,
                      ppl_increase_pct: float | None = None) -> list[Estimate]:
-    """Estimates for a build of `config` with method/bits on `target` at its profile and power mode.
-    `ppl_increase_pct`, when given, is the build's own (host) measurement."""
-    q = quant_config(method, bits)
-    plan = plan_memory(config, target, q.bits, target.profile.max_context, target.profile.max_batch, q.method)
-    kv1 = plan_memory(config, target, q.bits, target.profile.max_context, 1, q.method).kv_bytes
+    """Estimates for a build of `config` with the config `quant` (None: FP16) on `target` at its
+    profile and power mode. `ppl_increase_pct`, when given, is the build's own (host) measurement."""
+    q = quant or Fp16Config()
+    plan = plan_memory(config, target, q, target.profile.max_context, target.profile.max_batch)
+    kv1 = plan_memory(config, target, q, target.profile.max_context, 1).kv_bytes
     bw = target.memory.bandwidth_gbs
     eff = target.efficiency
-    _, prec = _throughput(target, q.method)
+    _, prec = _throughput(target, q.matmul_precision)
     out = [
-        Estimate("ttft_ms", ttft_ms(plan.active_params, target, q.method),
+        Estimate("ttft_ms", ttft_ms(plan.active_params, target, q.matmul_precision),
                  how=f"2 x {plan.active_params / 1e9:.2f}e9 params x {TTFT_PROMPT} / ({prec} dense x {eff.prefill_compute:g})"),
         Estimate("decode_tokens_per_s", decode_tokens_per_s(plan.weight_read_bytes, kv1, target),
                  how=f"{bw:g} GB/s x {eff.decode_bandwidth:g} / ({plan.weight_read_bytes / 1e9:.2f} GB weights + "
@@ -110,7 +107,3 @@ def budget_table(estimates: list[Estimate], target: Target) -> list[dict]:
 def missed_budgets(rows: list[dict]) -> list[str]:
     """Metrics whose budget is missed; `dsedge build` exits non-zero when any (unless --no-budget-fail)."""
     return [r["metric"] for r in rows if r["status"] == "fail"]
-
-
-def any_budget_missed(rows: list[dict]) -> bool:
-    return bool(missed_budgets(rows))

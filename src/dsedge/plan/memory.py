@@ -7,7 +7,7 @@ total = weights (as stored at the chosen precision) + KV cache + activation work
   channels per output; INT8: codes + one FP16 scale per output channel); embeddings, lm_head
   (unless the method quantizes it), norms, biases and MoE routers stay FP16.
 - KV cache, FP16: layers x KV heads x head dim x context x batch x 2 (K and V) x 2 bytes; for MLA
-  (DeepSeek-V2/V3) the compressed cache: layers x (kv_lora_rank + qk_rope_head_dim) x context x
+  (multi-head latent attention) the compressed cache: layers x (kv_lora_rank + qk_rope_head_dim) x context x
   batch x 2 bytes.
 - Activation workspace, FP16, for the prefill profile's longest prompt P = min(max_prompt, context):
   batch x P x 2 bytes x (2 x hidden + max(attention projection width, 2 x active MLP width) + vocab):
@@ -23,29 +23,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..errors import CheckpointError, UnsupportedArchitectureError
-from ..quantize.configs import Fp16Config, QuantConfig, config_from_options
+from ..archs import ArchSpec, arch_for
+from ..errors import CheckpointError
+from ..quantize.configs import Fp16Config, QuantConfig
 from ..targets.schema import Target
 
 GiB = 1 << 30
 KV_BYTES = 2     # FP16 cache
 ACT_BYTES = 2    # FP16 activations
-
-
-@dataclass(frozen=True)
-class ArchShape:
-    attention: str                 # "gqa" (standard KV cache) | "mla" (compressed latent cache)
-    moe: bool = False
-    qkv_bias: bool = False
-    router_bias: bool = False      # DeepSeek-V3's e_score_correction_bias (one per routed expert)
-
-
-PLAN_ARCHS: dict[str, ArchShape] = {
-    "Qwen2ForCausalLM": ArchShape("gqa", qkv_bias=True),       # R1-Distill-Qwen 1.5B / 7B / 14B / 32B
-    "LlamaForCausalLM": ArchShape("gqa"),                      # R1-Distill-Llama 8B / 70B, deepseek-llm
-    "DeepseekV2ForCausalLM": ArchShape("mla", moe=True),       # DeepSeek-V2, V2-Lite
-    "DeepseekV3ForCausalLM": ArchShape("mla", moe=True, router_bias=True),  # DeepSeek-V3, R1
-}
 
 
 @dataclass(frozen=True)
@@ -71,16 +56,7 @@ def _get(config: dict, key: str, default=...):
     return v
 
 
-def arch_shape(config: dict) -> tuple[str, ArchShape]:
-    archs = config.get("architectures") or []
-    name = archs[0] if archs else "<none>"
-    if name not in PLAN_ARCHS:
-        raise UnsupportedArchitectureError(f"the planner does not know architecture {name}",
-                                           f"use a checkpoint of: {', '.join(PLAN_ARCHS)}")
-    return name, PLAN_ARCHS[name]
-
-
-def _attention(c: dict, s: ArchShape, H: int, L: int, nh: int) -> list[Tensors]:
+def _attention(c: dict, s: ArchSpec, H: int, L: int, nh: int) -> list[Tensors]:
     if s.attention == "gqa":
         hd = c.get("head_dim") or H // nh
         kv = _get(c, "num_key_value_heads", nh)
@@ -97,37 +73,33 @@ def _attention(c: dict, s: ArchShape, H: int, L: int, nh: int) -> list[Tensors]:
     else:
         q = [Tensors("attention", H, nh * (nope + rope), L, L, True)]
     return q + [Tensors("attention", H, kvr + rope, L, L, True), Tensors("norms+biases", 1, kvr, L, L, False),
-                # kv_b_proj: FP16 in dsedge's absorbed-MLA export (see load/archs.py)
+                # kv_b_proj: FP16 in the absorbed-MLA export (ArchSpec.fp16_linears says why)
                 Tensors("attention", kvr, nh * (nope + vd), L, L, False), Tensors("attention", nh * vd, H, L, L, True)]
 
 
-def _moe_layers(c: dict, L: int) -> int:
-    first, freq = c.get("first_k_dense_replace", 0), c.get("moe_layer_freq", 1)
-    return sum(1 for i in range(L) if i >= first and i % freq == 0)
-
-
-def _mlp(c: dict, s: ArchShape, H: int, L: int) -> list[Tensors]:
-    n_moe = _moe_layers(c, L) if s.moe else 0
+def _mlp(c: dict, s: ArchSpec, H: int, L: int) -> list[Tensors]:
+    m = s.moe
+    n_moe = m.moe_layers(c, L) if m else 0
     dense, inter = L - n_moe, _get(c, "intermediate_size")
     out = [Tensors("mlp", H, inter, 2 * dense, 2 * dense, True), Tensors("mlp", inter, H, dense, dense, True)] if dense else []
     if n_moe:
-        mi, ne, k, ns = (_get(c, "moe_intermediate_size"), _get(c, "n_routed_experts"),
-                         _get(c, "num_experts_per_tok"), c.get("n_shared_experts") or 0)
+        mi, ne, k, ns = (_get(c, m.intermediate_key), _get(c, m.n_experts_key), _get(c, m.top_k_key),
+                         c.get(m.shared_key) or 0)
         out += [Tensors("experts", H, mi, 2 * ne * n_moe, 2 * k * n_moe, True),
                 Tensors("experts", mi, H, ne * n_moe, k * n_moe, True),
                 Tensors("experts", H, ne, n_moe, n_moe, False)]          # router, FP16
         if ns:
             out += [Tensors("experts", H, mi * ns, 2 * n_moe, 2 * n_moe, True),
                     Tensors("experts", mi * ns, H, n_moe, n_moe, True)]
-        if s.router_bias:
+        if m.router_bias:
             out.append(Tensors("experts", 1, ne, n_moe, n_moe, False))
     return out
 
 
 def model_tensors(config: dict) -> list[Tensors]:
-    """Every stored tensor of the model, grouped by shape (DeepSeek-V3's multi-token-prediction
+    """Every stored tensor of the model, grouped by shape (a multi-token-prediction
     layer is not counted: it is not used for generation)."""
-    _, s = arch_shape(config)
+    s = arch_for(config, plan_only=True)
     H, L = _get(config, "hidden_size"), _get(config, "num_hidden_layers")
     V, nh = _get(config, "vocab_size"), _get(config, "num_attention_heads")
     tied = bool(config.get("tie_word_embeddings", False))
@@ -150,10 +122,6 @@ def tensor_bytes(t: Tensors, q: QuantConfig, n: int | None = None) -> int:
     groups = t.out_features * (math.ceil(t.in_features / g) if g > 0 else 1)
     zero = 0 if q.symmetric else groups * bits // 8
     return n * (math.ceil(t.in_features * t.out_features * bits / 8) + 2 * groups + zero)
-
-
-def quant_config(method: str | None, bits: int | None) -> QuantConfig:
-    return Fp16Config() if method is None and bits in (None, 16) else config_from_options(method, bits)
 
 
 @dataclass(frozen=True)
@@ -224,20 +192,20 @@ class MemoryPlan:
 
 
 def kv_cache_bytes(config: dict, context: int, batch: int) -> tuple[int, str]:
-    _, s = arch_shape(config)
+    s = arch_for(config, plan_only=True)
     L = _get(config, "num_hidden_layers")
-    if s.attention == "mla":
-        w = _get(config, "kv_lora_rank") + _get(config, "qk_rope_head_dim")
-        return L * w * context * batch * KV_BYTES, (f"{L} layers x {w} (kv_lora_rank + rope dim) x 2 B = "
-                                                    f"{L * w * KV_BYTES:,} B per token, x {context} x {batch}")
-    H, nh = _get(config, "hidden_size"), _get(config, "num_attention_heads")
-    kv, hd = _get(config, "num_key_value_heads", nh), config.get("head_dim") or H // nh
-    return (L * kv * hd * context * batch * 2 * KV_BYTES,
-            f"{L} layers x {kv} KV heads x {hd} x {context} x {batch} x 2 (K,V) x 2 B")
+    (_, k_heads, k_dim), (_, v_heads, v_dim) = s.cache_layout(config)
+    per_token = L * (k_heads * k_dim + v_heads * v_dim) * KV_BYTES
+    if s.attention == "mla":   # one latent + one shared rotary key per layer
+        how = (f"{L} layers x {k_dim + v_dim} (kv_lora_rank + rope dim) x 2 B = {per_token:,} B per token, "
+               f"x {context} x {batch}")
+    else:
+        how = f"{L} layers x {k_heads} KV heads x {k_dim} x {context} x {batch} x 2 (K,V) x 2 B"
+    return per_token * context * batch, how
 
 
 def workspace_bytes(config: dict, prompt: int, batch: int) -> tuple[int, str]:
-    _, s = arch_shape(config)
+    s = arch_for(config, plan_only=True)
     H, V, nh = _get(config, "hidden_size"), _get(config, "vocab_size"), _get(config, "num_attention_heads")
     if s.attention == "mla":
         nope, rope, vd = config["qk_nope_head_dim"], config["qk_rope_head_dim"], config["v_head_dim"]
@@ -246,25 +214,27 @@ def workspace_bytes(config: dict, prompt: int, batch: int) -> tuple[int, str]:
         hd, kv = config.get("head_dim") or H // nh, config.get("num_key_value_heads", nh)
         attn = nh * hd + 2 * kv * hd
     L = _get(config, "num_hidden_layers")
-    n_moe = _moe_layers(config, L) if s.moe else 0
+    m = s.moe
+    n_moe = m.moe_layers(config, L) if m else 0
     mlp = _get(config, "intermediate_size") if n_moe < L else 0
     if n_moe:
-        mlp = max(mlp, (config["num_experts_per_tok"] + (config.get("n_shared_experts") or 0)) * config["moe_intermediate_size"])
+        mlp = max(mlp, (config[m.top_k_key] + (config.get(m.shared_key) or 0)) * config[m.intermediate_key])
     width = 2 * H + max(attn, 2 * mlp) + V
     return (batch * prompt * ACT_BYTES * width,
             f"{batch} x {prompt} prompt x 2 B x (2x{H} + max({attn}, 2x{mlp}) + {V} logits)")
 
 
-def plan_memory(config: dict, target: Target, bits: int | None = None, context: int | None = None,
-                batch: int | None = None, method: str | None = None) -> MemoryPlan:
-    """Memory of a `method`/`bits` build of this config on `target` at `context` x `batch`
-    (defaults: the target's profile)."""
+def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, context: int | None = None,
+                batch: int | None = None) -> MemoryPlan:
+    """Memory of a build of this config with `quant` (None: FP16) on `target` at `context` x
+    `batch` (defaults: the target's profile). `quant` is the build's own config object: its group
+    size and zero points are what the weights are counted at."""
     context = target.profile.max_context if context is None else context
     batch = target.profile.max_batch if batch is None else batch
     if context < 1 or batch < 1:
         raise CheckpointError(f"context {context} and batch {batch} must be positive", "use e.g. --context 4096 --batch 1")
-    q = quant_config(method, bits)
-    name, _ = arch_shape(config)
+    q = quant or Fp16Config()
+    spec = arch_for(config, plan_only=True)
     tensors = model_tensors(config)
     parts: dict[str, int] = {}
     for t in tensors:
@@ -274,10 +244,8 @@ def plan_memory(config: dict, target: Target, bits: int | None = None, context: 
     kv, kv_f = kv_cache_bytes(config, context, batch)
     prompt = min(target.profile.max_prompt, context)
     ws, ws_f = workspace_bytes(config, prompt, batch)
-    notes = []
-    if name == "DeepseekV3ForCausalLM" and config.get("num_nextn_predict_layers"):
-        notes.append("multi-token-prediction layer not counted (not used for generation)")
-    return MemoryPlan(name, target.name, q.label(), q.bits, context, batch, prompt,
+    notes = [note for key, note in spec.plan_notes.items() if config.get(key)]
+    return MemoryPlan(spec.name, target.name, q.label(), q.bits, context, batch, prompt,
                       sum(t.params for t in tensors), parts, read, kv, kv_f, ws, ws_f,
                       int(target.memory.runtime_overhead_gb * GiB), int(target.memory.usable_gb * GiB), active, notes)
 
@@ -310,5 +278,8 @@ class Option:
 
 def options(config: dict, target: Target, context: int | None = None, batch: int | None = None) -> list[Option]:
     """Which of fp16 / int8 / int4 fit this target at context x batch."""
-    return [Option(p, m, b, need in target.precisions, plan_memory(config, target, b, context, batch, m))
+    from ..quantize.methods import config_from_options
+
+    return [Option(p, m, b, need in target.precisions,
+                   plan_memory(config, target, config_from_options(m, b), context, batch))
             for p, (m, b, need) in OPTIONS.items()]

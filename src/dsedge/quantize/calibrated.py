@@ -11,7 +11,7 @@ the model they hold one decoder layer's inputs for every calibration sample
 (N x T x hidden x 4 bytes, twice: inputs and outputs) and per-linear statistics (GPTQ: a K x K
 FP32 Hessian per linear of the layer; AWQ: the layer's activations per mapping). For the
 reference checkpoints (~3 M parameters, 32 x 128 tokens) that is well under 100 MB; for
-R1-Distill-Qwen-7B with 128 x 512 tokens it is ~31 GB (model) + ~1 GB (activations) + ~0.2 GB
+a 7B dense checkpoint with 128 x 512 tokens it is ~31 GB (model) + ~1 GB (activations) + ~0.2 GB
 (Hessians of one layer).
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from ..errors import ConfigError
 from .configs import WeightOnlyConfig
+from .registry import register_handler
 
 BACKENDS = ("llmcompressor", "gptqmodel")
 # GPTQModel 7.6 hard-codes these (gptqmodel/quantization/gptq.py: quantize(blocksize=128);
@@ -31,6 +32,7 @@ GPTQMODEL_FIXED = {"block_size": 128, "grid": 20}
 @dataclass(frozen=True)
 class CalibratedConfig(WeightOnlyConfig):
     """Weight quantization that needs the whole model and calibration data."""
+    needs_model: ClassVar[bool] = True
     allowed_bits: ClassVar[tuple[int, ...]] = (4, 8)
     supported_backends: ClassVar[tuple[str, ...]] = BACKENDS
     # symmetric by default: TensorRT's INT4/INT8 DequantizeLinear takes no zero point (the AWQ and
@@ -125,6 +127,7 @@ class SmoothQuantConfig(CalibratedConfig):
     alpha: float = 0.5           # migration strength: the paper's default, llm-compressor's too
     # what the artifact's activations use (record it in the manifest / report)
     activation_scheme: ClassVar[str] = "static-per-tensor-symmetric-int8"
+    matmul_precision: ClassVar[str] = "int8"
 
     def __post_init__(self):
         super().__post_init__()
@@ -135,15 +138,19 @@ class SmoothQuantConfig(CalibratedConfig):
                               "drop --asym")
 
 
-CALIBRATED_CONFIGS = (GptqConfig, AwqConfig, SmoothQuantConfig)
-
-
-def _backend(config: CalibratedConfig):
+def _run(method: str, config: CalibratedConfig, source, names: list[str], calib):
+    """The backend's `method` on the whole model. GPTQModel writes a checkpoint, read back through
+    `source.open_checkpoint` (dsedge's loader and importers: load/ is above quantize/)."""
+    _require(source, calib, method)
     if config.backend == "gptqmodel":
         from .backends import gptqmodel as b
-    else:
-        from .backends import llmcompressor as b
-    return b
+
+        if source.open_checkpoint is None:
+            raise ConfigError("--backend gptqmodel needs a checkpoint reader", "pass WeightSource(open_checkpoint=...)")
+        return getattr(b, method)(config, source.model(), names, calib, open_checkpoint=source.open_checkpoint)
+    from .backends import llmcompressor as b
+
+    return getattr(b, method)(config, source.model(), names, calib)
 
 
 def _require(source, calib, method: str):
@@ -153,27 +160,25 @@ def _require(source, calib, method: str):
         raise ConfigError(f"method {method} needs calibration data", "pass --calib FILE|RECIPE")
 
 
+@register_handler(GptqConfig)
 def quantize_gptq(config: GptqConfig, source, names: list[str], calib):
     """Handler for GptqConfig -> QuantResult(weights). Peak memory: the FP32 model + one decoder
     layer's calibration activations + one layer's Hessians (see the module docstring); on 2 CPU
     cores the reference checkpoints take a few seconds."""
-    _require(source, calib, "gptq")
-    return _backend(config).gptq(config, source.model(), names, calib)
+    return _run("gptq", config, source, names, calib)
 
 
+@register_handler(AwqConfig)
 def quantize_awq(config: AwqConfig, source, names: list[str], calib):
     """Handler for AwqConfig -> QuantResult(weights, tensors = scaled norm weights / biases).
     Peak memory: the FP32 model + one decoder layer's calibration activations, kept per mapping
     during the grid search (see the module docstring)."""
-    _require(source, calib, "awq")
-    return _backend(config).awq(config, source.model(), names, calib)
+    return _run("awq", config, source, names, calib)
 
 
+@register_handler(SmoothQuantConfig)
 def quantize_smoothquant(config: SmoothQuantConfig, source, names: list[str], calib):
     """Handler for SmoothQuantConfig -> QuantResult(weights, tensors = smoothed norm weights,
     act_scales). Peak memory: the FP32 model + one decoder layer's calibration activations."""
-    _require(source, calib, "smoothquant")
-    return _backend(config).smoothquant(config, source.model(), names, calib)
+    return _run("smoothquant", config, source, names, calib)
 
-
-HANDLERS = {GptqConfig: quantize_gptq, AwqConfig: quantize_awq, SmoothQuantConfig: quantize_smoothquant}

@@ -1,19 +1,22 @@
 """One config dataclass per quantization method. Configs are plain data: they are validated
-here, serialised into the manifest (`to_dict`) and dispatched to a handler through
-`quantize.registry`. Defaults follow what TensorRT 10 consumes: symmetric weights (TensorRT's
+here, serialised into the manifest (`to_dict`) and dispatched to the handler registered for their
+exact type (`quantize.registry`; the handlers live next to the methods: rtn.py, calibrated.py). Defaults follow what TensorRT 10 consumes: symmetric weights (TensorRT's
 DequantizeLinear takes no zero point), INT4 in blocks of 128 along the input dimension."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from ..errors import ConfigError
+from .registry import register_handler
 
 
 @dataclass(frozen=True)
 class QuantConfig:
     method: ClassVar[str] = ""
     allowed_bits: ClassVar[tuple[int, ...]] = ()
+    needs_model: ClassVar[bool] = False       # the handler needs the whole PyTorch model + calibration data
+    matmul_precision: ClassVar[str] = "fp16"  # what the target's matmuls run in (weight-only: FP16)
 
     @property
     def bits(self) -> int:  # overridden by dataclass fields where the method has a choice
@@ -37,9 +40,15 @@ class Fp16Config(QuantConfig):
     allowed_bits: ClassVar[tuple[int, ...]] = (16,)
 
 
+@register_handler(Fp16Config)
+def no_quantization(config: Fp16Config, source, names: list[str], calib=None) -> dict:
+    return {}
+
+
 @dataclass(frozen=True)
 class WeightOnlyConfig(QuantConfig):
-    """Round-to-nearest weight-only quantization of the decoder linears (min-max scales)."""
+    """Weight-only quantization of the decoder linears: the options every weight method shares.
+    Not a method itself (no handler is registered for it)."""
     bits: int = 4
     group_size: int = 128          # -1: per output channel
     symmetric: bool = True
@@ -88,49 +97,3 @@ def _largest_pow2_divisor(k: int) -> int:
     while g > 16 and k % g:
         g //= 2
     return g if k % g == 0 else -1
-
-
-METHODS: dict[str, type[QuantConfig]] = {c.method: c for c in (Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig)}
-
-
-def config_from_options(method: str | None = None, bits: int | None = None, group_size: int | None = None,
-                        symmetric: bool | None = None, **options) -> QuantConfig:
-    """The config the CLI options name: `--bits 4` alone means RTN INT4, `--bits 8` INT8, 16 FP16.
-    `options`: method options (backend, damping, act_order, alpha, ...); None means the default,
-    and an option the method does not take is an error naming the methods that do."""
-    if method is None:
-        method = {16: "fp16", 8: "int8"}.get(bits or 4, "rtn")
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}", f"use one of: {', '.join(METHODS)}")
-    cls = METHODS[method]
-    if cls is Int4WeightOnlyConfig and bits == 8:
-        cls = Int8WeightOnlyConfig  # `--method rtn --bits 8` is per-channel INT8 unless a group is given
-    kwargs = {}
-    names = {f.name for f in fields(cls)}
-    if bits is not None:
-        if "bits" not in names:
-            if bits not in cls.allowed_bits:
-                raise ConfigError(f"--bits {bits} is not supported by method {method}",
-                                  f"use --bits {' or '.join(map(str, cls.allowed_bits))}")
-        else:
-            kwargs["bits"] = bits
-    if group_size is not None and "group_size" in names:
-        kwargs["group_size"] = group_size
-    if symmetric is not None and "symmetric" in names:
-        kwargs["symmetric"] = symmetric
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key not in names:
-            takers = [m for m, c in METHODS.items() if key in {f.name for f in fields(c)}]
-            raise ConfigError(f"--{key.replace('_', '-')} is not an option of method {method}",
-                              f"it applies to: {', '.join(takers) or 'no method'}; drop it or change --method")
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
-def config_from_dict(d: dict) -> QuantConfig:
-    """Inverse of QuantConfig.to_dict (reads a manifest)."""
-    d = dict(d)
-    cls = METHODS[d.pop("method")]
-    return cls(**d)

@@ -81,16 +81,6 @@ def pack_int4(codes: torch.Tensor) -> torch.Tensor:
     return nib[..., 0::2] | (nib[..., 1::2] << 4)
 
 
-def unpack_int4(packed: torch.Tensor, signed: bool) -> torch.Tensor:
-    """Inverse of pack_int4: (..., K/2) uint8 -> (..., K) int8."""
-    lo = (packed & 0xF).to(torch.int8)
-    hi = ((packed >> 4) & 0xF).to(torch.int8)
-    out = torch.stack([lo, hi], dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
-    if signed:
-        out = torch.where(out > 7, out - 16, out)
-    return out
-
-
 def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB (higher is better)."""
     ref = ref.double()

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from .configs import WeightOnlyConfig
+from .configs import Int4WeightOnlyConfig, Int8WeightOnlyConfig, WeightOnlyConfig
 from .lazy import LazyWeights
 from .primitives import choose_qparams, qrange, quantize_affine
 from .qweight import QuantizedWeight
+from .registry import register_handler
 
 
 def quantize_weight(w: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> QuantizedWeight:
@@ -16,8 +17,9 @@ def quantize_weight(w: torch.Tensor, bits: int, group_size: int, symmetric: bool
     return QuantizedWeight(codes=codes, scale=scale, zero_point=zero, bits=bits, group_size=group_size)
 
 
+@register_handler(Int4WeightOnlyConfig, Int8WeightOnlyConfig)
 def quantize_rtn(config: WeightOnlyConfig, source, names: list[str], calib=None) -> LazyWeights:
-    """Handler for WeightOnlyConfig. Needs no data and no model: each weight is read and
+    """Round to nearest with min-max scales. Needs no data and no model: each weight is read and
     quantized when it is used (streamed into the ONNX file, or applied to a PyTorch model)."""
     spec = {"bits": config.bits, "group_size": config.group_size, "symmetric": config.symmetric, "perm": None}
     return LazyWeights(names, lambda n: quantize_weight(source.tensor(f"{n}.weight").float(), config.bits,

@@ -1,15 +1,17 @@
 """Tiny reference checkpoints trained offline on a generated corpus (see README.md).
 
-    checkpoint_path("qwen2-tiny")  -> folder loadable with AutoModelForCausalLM / AutoTokenizer
+    checkpoint_path(DEFAULT_MODEL)  -> folder loadable with AutoModelForCausalLM / AutoTokenizer
     eval_text_path(), calib_text_path(), task_path()  -> shipped data files
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-REFERENCE_MODELS: dict[str, str] = {"qwen2-tiny": "Qwen2ForCausalLM", "llama-tiny": "LlamaForCausalLM",
-                                    "deepseek-v2-tiny": "DeepseekV2ForCausalLM"}
-DEFAULT_MODEL = "qwen2-tiny"
+from ..archs import supported
+
+# reference checkpoint name -> its architecture, one per family (ArchSpec.reference)
+REFERENCE_MODELS: dict[str, str] = {s.reference.name: s.name for s in supported() if s.reference is not None}
+DEFAULT_MODEL = supported()[0].reference.name   # the first family's: the quick start builds it
 
 _HERE = Path(__file__).resolve().parent
 

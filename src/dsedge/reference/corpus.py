@@ -7,7 +7,7 @@ text irreducible entropy, plus single-digit addition written in words
 ("seven plus five equals twelve .") with exact answers.  Numbers are words so
 every token is a lowercase word or one of ". ?": the text tokenizes to the
 same one-token-per-word ids under both the word-level tokenizer and the
-Qwen2-style byte-level BPE tokenizer (see train.py).  Everything comes from
+byte-level BPE tokenizer (see train.py).  Everything comes from
 `random.Random` seeded with strings, so the output is identical on every
 platform and Python version (>= 3.2).
 

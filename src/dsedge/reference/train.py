@@ -1,6 +1,9 @@
 """Train a tiny reference checkpoint from scratch on the synthetic corpus (CPU, fp32).
 
-    python -m dsedge.reference.train --arch qwen2|llama|deepseek_v2 --out DIR [--steps N] [--seed S]
+    python -m dsedge.reference.train --arch FAMILY --out DIR [--steps N] [--seed S]
+
+(FAMILY: a model_type of dsedge.archs, e.g. the first family's; each family's ArchSpec.reference
+holds its tokenizer kind and the config values that make it tiny.)
 
 Writes a standard Hugging Face folder (config.json, model.safetensors in bf16,
 tokenizer.json, tokenizer_config.json, generation_config.json) plus
@@ -17,11 +20,11 @@ Evaluation protocol (also used by the tests; reuse `eval_perplexity` to match it
   * task accuracy: greedy next token after "<s> {prompt}" equals the answer.
 Training batches are built the same way from the 'train' split.
 
-Tokenizers.  Both map every corpus word to one token with the same id
+Tokenizers (Reference.tokenizer).  Both map every corpus word to one token with the same id
 (<s>=0, </s>=1, <unk>=2, <pad>=3, then the sorted corpus vocabulary):
-  * llama-tiny: WordLevel model + whitespace pre-tokenizer + space-joining decoder.
-  * qwen2-tiny: a byte-level BPE in exactly the layout `Qwen2Tokenizer` rebuilds.
-    transformers 5 always loads model_type "qwen2" folders with Qwen2Tokenizer
+  * "wordlevel": WordLevel model + whitespace pre-tokenizer + space-joining decoder.
+  * "bpe": a byte-level BPE in exactly the layout its Reference.tokenizer_class rebuilds.
+    transformers 5 always loads some model types' folders with that tokenizer class
     (which rebuilds a byte-level BPE from vocab + merges and ignores any other
     model in tokenizer.json), so a WordLevel tokenizer would silently mis-tokenize
     there.  The BPE holds "Ġ" + word for every corpus word, the 256 byte symbols
@@ -40,32 +43,33 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from ..archs import supported
+from ..archs.base import ArchSpec
+from ..archs.moe import RouterProbe
 from . import corpus
 
 SEQ_LEN = 128
 SPECIALS = ["<s>", "</s>", "<unk>", "<pad>"]  # ids 0..3
 BOS, EOS, UNK, PAD = range(4)
-ARCHS = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM", "deepseek_v2": "DeepseekV2ForCausalLM"}
+# family (--arch) -> its spec: every family dsedge builds has a reference checkpoint
+ARCHS: dict[str, ArchSpec] = {s.family: s for s in supported() if s.reference is not None}
 # Switch-Transformer load-balancing loss weight for MoE training (Fedus et al. 2021 use 0.01):
-# transformers' DeepseekV2 has no auxiliary loss of its own, and without one the router collapses
+# transformers' MoE models have no auxiliary loss of their own, and without one the router collapses
 # onto a few experts, which would make the reference useless for per-expert calibration.
 AUX_LOSS_COEF = 0.01
 DATA_DIR = Path(__file__).parent / "data"
-# Qwen2Tokenizer's pre-tokenizer split pattern (transformers/models/qwen2/tokenization_qwen2.py)
-QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
-               r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-
 
 # ---- tokenizer ----------------------------------------------------------------
 def build_tokenizer(arch: str) -> Tokenizer:
-    """The raw `tokenizers.Tokenizer` for `arch` (see module docstring)."""
+    """The raw `tokenizers.Tokenizer` for family `arch` (see module docstring)."""
     words = corpus.vocabulary()
-    if arch in ("llama", "deepseek_v2"):
+    kind = ARCHS[arch].reference.tokenizer if arch in ARCHS else None
+    if kind == "wordlevel":
         vocab = {t: i for i, t in enumerate(SPECIALS + words)}
         tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins tokens with " "
-    elif arch == "qwen2":
+    elif kind == "bpe":
         vocab = {t: i for i, t in enumerate(SPECIALS + ["Ġ" + w for w in words])}
         for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):  # every byte stays encodable
             vocab.setdefault(ch, len(vocab))
@@ -80,7 +84,7 @@ def build_tokenizer(arch: str) -> Tokenizer:
                                    end_of_word_suffix="", fuse_unk=False, byte_fallback=False))
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(ARCHS[arch].reference.split), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False),  # "zuka" -> "Ġzuka"
         ])
         tok.decoder = decoders.ByteLevel()
@@ -96,100 +100,28 @@ def save_tokenizer(tok: Tokenizer, arch: str, out: Path):
     """Write tokenizer.json + tokenizer_config.json so AutoTokenizer loads it with specials set."""
     from transformers import PreTrainedTokenizerFast
 
-    extra = {"add_prefix_space": True} if arch == "qwen2" else {}
+    bpe = ARCHS[arch].reference.tokenizer == "bpe"
+    extra = {"add_prefix_space": True} if bpe else {}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", pad_token="<pad>",
                                    model_max_length=512, **extra)
     fast.save_pretrained(out)
     cfg_path = out / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
-    # qwen2: the class transformers 5 uses anyway; llama: the plain fast tokenizer (v4 name)
-    cfg["tokenizer_class"] = "Qwen2Tokenizer" if arch == "qwen2" else "PreTrainedTokenizerFast"
+    cfg["tokenizer_class"] = ARCHS[arch].reference.tokenizer_class
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 # ---- model --------------------------------------------------------------------
-def make_config(arch: str, n_tokens: int):
-    """Tiny DeepSeek-distill-shaped config; vocab padded up to a multiple of 128."""
-    from transformers import LlamaConfig, Qwen2Config
+def make_config(arch: str, n_tokens: int, **overrides):
+    """The tiny config of family `arch` (its ArchSpec.reference.config); vocab padded up to a
+    multiple of 128. `overrides`: other config values (e.g. q_lora_rank for MLA's query compression)."""
+    from transformers import AutoConfig
 
-    if arch == "deepseek_v2":
-        return make_deepseek_v2_config(n_tokens)
-    common = dict(
-        vocab_size=(n_tokens + 127) // 128 * 128, hidden_size=256, intermediate_size=768,
-        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
-        max_position_embeddings=512, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        tie_word_embeddings=False, rms_norm_eps=1e-6, bos_token_id=BOS, eos_token_id=EOS,
-        pad_token_id=PAD, architectures=[ARCHS[arch]],
-    )
-    if arch == "qwen2":  # q/k/v projections carry a bias in Qwen2 (hard-wired in the model)
-        return Qwen2Config(use_sliding_window=False, **common)
-    return LlamaConfig(attention_bias=False, mlp_bias=False, **common)
-
-
-def make_deepseek_v2_config(n_tokens: int, q_lora_rank: int | None = None):
-    """DeepSeek-V2-Lite's structure at toy size: MLA (no query compression, as V2-Lite; q_lora_rank
-    set gives the full V2 / V3 form), the first layer dense, then routed top-k + shared experts.
-    V2-Lite: hidden 2048, 27 layers, 16 heads, kv_lora_rank 512, rope 64 / nope 128 / v 128,
-    64 routed experts top-6 + 2 shared, moe_intermediate 1408. Here every linear's in_features is
-    a multiple of 128 (INT4 group size): hidden 256, kv_lora_rank 128, heads x v_head_dim = 256,
-    moe_intermediate 128."""
-    from transformers import DeepseekV2Config
-
-    return DeepseekV2Config(
-        vocab_size=(n_tokens + 127) // 128 * 128, hidden_size=256, intermediate_size=768,
-        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8,
-        kv_lora_rank=128, q_lora_rank=q_lora_rank, qk_nope_head_dim=32, qk_rope_head_dim=32, v_head_dim=32,
-        n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=2, moe_intermediate_size=128,
-        first_k_dense_replace=1, topk_method="greedy", norm_topk_prob=False, routed_scaling_factor=1.0,
-        max_position_embeddings=512, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        tie_word_embeddings=False, rms_norm_eps=1e-6, bos_token_id=BOS, eos_token_id=EOS,
-        pad_token_id=PAD, architectures=[ARCHS["deepseek_v2"]],
-    )
-
-
-class RouterProbe:
-    """Forward hooks on every MoE router (a module with `top_k` and `num_experts`): keeps each
-    call's router logits for the load-balancing loss, and counts tokens per expert."""
-
-    def __init__(self, model):
-        self.logits: list[tuple[torch.Tensor, int]] = []
-        self.counts: dict[str, torch.Tensor] = {}
-        self.handles = []
-        for name, mod in model.named_modules():
-            if hasattr(mod, "top_k") and hasattr(mod, "num_experts") and isinstance(getattr(mod, "weight", None), torch.nn.Parameter):
-                self.counts[name] = torch.zeros(mod.num_experts, dtype=torch.long)
-                self.handles.append(mod.register_forward_hook(self._hook(name, mod.num_experts, mod.top_k)))
-
-    def _hook(self, name, n_experts, top_k):
-        def hook(mod, args, out):
-            logits, _, idx = out                                   # (S, E), (S, K), (S, K)
-            if torch.is_grad_enabled():
-                self.logits.append((logits, top_k))
-            self.counts[name] += torch.bincount(idx.reshape(-1).cpu(), minlength=n_experts)
-        return hook
-
-    def aux_loss(self) -> torch.Tensor:
-        """Switch-style balance loss, mean over routers: E * sum_e f_e * p_e (1 when balanced)."""
-        losses = []
-        for logits, top_k in self.logits:
-            e = logits.shape[-1]
-            probs = logits.float().softmax(-1)                     # (S, E)
-            top = probs.topk(top_k, dim=-1).indices                # (S, K)
-            f = torch.zeros(e).scatter_add_(0, top.reshape(-1), torch.ones(top.numel())) / top.numel()
-            losses.append(e * (f * probs.mean(0)).sum())           # f: no gradient, p: gradient
-        self.logits.clear()
-        return torch.stack(losses).mean() if losses else torch.zeros(())
-
-    def load(self) -> dict:
-        """Per router: tokens routed to each expert and the share of the busiest one."""
-        return {n: {"tokens": c.tolist(), "max_share": round(float(c.max() / c.sum().clamp(min=1)), 4)}
-                for n, c in self.counts.items()}
-
-    def reset(self):
-        self.logits.clear()
-        for c in self.counts.values():
-            c.zero_()
+    spec = ARCHS[arch]
+    values = dict(spec.reference.config, vocab_size=(n_tokens + 127) // 128 * 128, bos_token_id=BOS,
+                  eos_token_id=EOS, pad_token_id=PAD, architectures=[spec.name])
+    return AutoConfig.for_model(spec.model_type, **{**values, **overrides})
 
 
 # ---- data ---------------------------------------------------------------------
@@ -253,13 +185,6 @@ def task_accuracy(model, tokenizer, examples: list[dict] | None = None) -> float
         correct += len(ans) == 1 and logits[0, -1].argmax().item() == ans[0]
     model.train(was_training)
     return correct / len(examples)
-
-
-def round_to_bf16_(model):
-    """Round weights to bf16 and back to fp32 in place (what the saved checkpoint holds)."""
-    for p in model.parameters():
-        p.data = p.data.to(torch.bfloat16).float()
-    return model
 
 
 @torch.no_grad()
@@ -364,7 +289,7 @@ def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: floa
     acc = task_accuracy(model, hf_tok)
     n_eval = make_windows(encode_lines(hf_tok, read_lines(DATA_DIR / "eval.txt"))).numel()
     report = {
-        "arch": arch, "model_class": ARCHS[arch], "steps": steps, "seed": seed,
+        "arch": arch, "model_class": ARCHS[arch].name, "steps": steps, "seed": seed,
         "batch_size": batch_size, "seq_len": SEQ_LEN, "lr": lr, "warmup": warmup,
         "weight_decay": weight_decay, "train_tokens": steps * batch_size * SEQ_LEN,
         "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),

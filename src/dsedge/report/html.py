@@ -7,7 +7,7 @@ import base64
 from html import escape
 
 from . import figures
-from .render import layer_stats, summary_rows
+from .tables import layer_stats, summary_rows
 
 _CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;

@@ -13,6 +13,7 @@ import torch
 from dsedge import reference
 from dsedge.calib import CalibData
 from dsedge.check.accuracy import evaluate
+from dsedge.load import open_checkpoint
 from dsedge.quantize import AwqConfig, GptqConfig, Int4WeightOnlyConfig
 from dsedge.quantize.backends import gptqmodel as backend
 from tests.load.test_prequant import _gptqmodel, _library_weight
@@ -38,7 +39,7 @@ def quantized(ckpts, tmp_path_factory):  # noqa: F811
             config = CONFIGS[kind]
             keep = tmp_path_factory.mktemp(kind)
             fn = backend.gptq if config.method == "gptq" else backend.awq
-            res = fn(config, model, ck.spec.block_linears(ck.n_layers), calib, keep=keep)
+            res = fn(config, model, ck.spec.block_linears(ck.n_layers), calib, open_checkpoint, keep=keep)
             res.config = config
             _DONE[kind] = (res, keep)
         return _DONE[kind]

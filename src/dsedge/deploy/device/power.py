@@ -226,12 +226,15 @@ class Sampler:
     memory: object = None                               # optional callable -> bytes in use
     peak_memory: int = 0
 
-    def _take(self) -> None:
+    def _take(self) -> float:
+        """One sample; -> its timestamp."""
         v = self.reader.sample()
+        t = time.perf_counter()
         if v is not None:
-            self.samples.append((time.perf_counter(), float(v)))
+            self.samples.append((t, float(v)))
         if self.memory:
             self.peak_memory = max(self.peak_memory, int(self.memory() or 0))
+        return t
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -257,9 +260,9 @@ class Sampler:
         return False
 
     def mark(self) -> float:
-        """A window boundary: samples now, so short windows have points on both ends."""
-        self._take()
-        return time.perf_counter()
+        """A window boundary: samples now, so short windows have points on both ends. -> the
+        sample's own timestamp (a time taken after it would leave the window's first sample out)."""
+        return self._take()
 
     def energy_j(self, t0: float, t1: float) -> float | None:
         pts = [(t, v) for t, v in self.samples if t0 <= t <= t1]

@@ -75,16 +75,16 @@ def _calib_rows(calib) -> list[dict]:
     return [{"input_ids": r.tolist(), "attention_mask": [1] * len(r)} for r in ids]
 
 
-def _quantize(config, model, names: list[str], qcfg, calib, backend=None, dtype=torch.float32,
+def _quantize(config, model, names: list[str], qcfg, calib, open_checkpoint, backend=None, dtype=torch.float32,
               keep: Path | None = None):
     """Quantize `model` with GPTQModel in a temporary folder; read its checkpoint back with
     dsedge's importer (validated like any downloaded one) -> QuantResult. Float parameters
     GPTQModel changed (AWQ-scaled norms and biases) go into `tensors`; GPTQModel computes in
     `dtype`, so a tensor counts as changed when it differs from the original rounded to `dtype`.
-    keep: a folder to save GPTQModel's checkpoint in (for inspection); by default it is temporary."""
+    keep: a folder to save GPTQModel's checkpoint in (for inspection); by default it is temporary.
+    open_checkpoint: dsedge.load.open_checkpoint (passed in: quantize/ does not import load/)."""
     gptqmodel = _import()
-    from ...load import open_checkpoint
-    from .. import QuantResult
+    from ..result import QuantResult
 
     if calib.tokenizer is None:  # GPTQModel.load reads a tokenizer from the model's folder
         raise ConfigError("--backend gptqmodel needs the tokenizer the calibration ids were made with",
@@ -117,19 +117,19 @@ def _quantize(config, model, names: list[str], qcfg, calib, backend=None, dtype=
     return QuantResult(config, weights, tensors=changed)
 
 
-def gptq(config, model, names: list[str], calib, keep: Path | None = None):
+def gptq(config, model, names: list[str], calib, open_checkpoint, keep: Path | None = None):
     """GPTQ W4/W8 through GPTQModel (v1 checkpoint format; desc_act = act-order)."""
     with _library_log():
-        return _gptq(config, model, names, calib, keep)
+        return _gptq(config, model, names, calib, open_checkpoint, keep)
 
 
-def awq(config, model, names: list[str], calib, keep: Path | None = None):
+def awq(config, model, names: list[str], calib, open_checkpoint, keep: Path | None = None):
     """AWQ W4 (GEMM format) through GPTQModel, with its torch kernel (runs on CPU)."""
     with _library_log():
-        return _awq(config, model, names, calib, keep)
+        return _awq(config, model, names, calib, open_checkpoint, keep)
 
 
-def _gptq(config, model, names, calib, keep):
+def _gptq(config, model, names, calib, open_checkpoint, keep):
     _import()
     from gptqmodel import QuantizeConfig
 
@@ -137,10 +137,10 @@ def _gptq(config, model, names, calib, keep):
                           desc_act=config.act_order, static_groups=config.static_groups,
                           true_sequential=config.true_sequential, damp_percent=config.damping,
                           act_group_aware=False, format="gptq", offload_to_disk=False)
-    return _quantize(config, model, names, qcfg, calib, keep=keep)
+    return _quantize(config, model, names, qcfg, calib, open_checkpoint, keep=keep)
 
 
-def _awq(config, model, names, calib, keep):
+def _awq(config, model, names, calib, open_checkpoint, keep):
     _import()
     from gptqmodel import BACKEND, QuantizeConfig
     from gptqmodel.quantization import FORMAT, METHOD
@@ -148,5 +148,5 @@ def _awq(config, model, names, calib, keep):
     qcfg = QuantizeConfig(bits=config.bits, group_size=config.group_size, sym=config.symmetric,
                           quant_method=METHOD.AWQ, format=FORMAT.GEMM, offload_to_disk=False)
     # its torch AWQ kernel (the one that runs on CPU) takes only float16 / bfloat16 models
-    return _quantize(config, model, names, qcfg, calib, backend=BACKEND.AWQ_TORCH, dtype=torch.bfloat16,
-                     keep=keep)
+    return _quantize(config, model, names, qcfg, calib, open_checkpoint, backend=BACKEND.AWQ_TORCH,
+                     dtype=torch.bfloat16, keep=keep)

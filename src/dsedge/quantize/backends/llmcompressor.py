@@ -15,8 +15,11 @@ import contextlib
 import torch
 
 from . import changed_tensors, snapshot
+from ...archs import ArchSpec, arch_for
+from ...archs.moe import compensate_routers, expert_tokens, routers_behind_norms
 from ...errors import ConfigError
 from ..qweight import QuantizedWeight
+
 
 def _weight_args(config, bits: int | None = None, group_size: int | None = None):
     from compressed_tensors.quantization import QuantizationArgs
@@ -64,22 +67,6 @@ def _linearize(model) -> bool:
     return True
 
 
-def expert_tokens(model, calib) -> dict[str, list[int]]:
-    """Calibration tokens the (float) routers send to each expert, per MoE layer: module name of
-    the router -> tokens per expert (the reference trainer's RouterProbe counts them)."""
-    from ...reference.train import RouterProbe
-
-    probe = RouterProbe(model)
-    try:
-        with torch.no_grad():   # no grad: the probe keeps no logits for a balance loss
-            for row in calib.input_ids.long():
-                model(input_ids=row[None])
-    finally:
-        for h in probe.handles:
-            h.remove()
-    return {k: v.tolist() for k, v in probe.counts.items()}
-
-
 def _ignore(model, names: list[str]) -> list[str]:
     """Every Linear that is not a target (lm_head by default)."""
     targets = set(names)
@@ -121,7 +108,7 @@ def to_qweight(module) -> QuantizedWeight:
 
 
 def _result(config, model, names, before, act_scales=None, expert_tokens=None):
-    from .. import QuantResult
+    from ..result import QuantResult
 
     weights = {n: to_qweight(model.get_submodule(n)) for n in names}
     return QuantResult(config, weights, tensors=changed_tensors(before, model), act_scales=act_scales or {},
@@ -143,9 +130,10 @@ def gptq(config, model, names: list[str], calib):
     recipe = GPTQModifier(actorder="weight" if config.act_order else None,
                           config_groups=_scheme(_weight_args(config)), ignore=_ignore(model, names),
                           block_size=config.block_size, dampening_frac=config.damping)
-    tokens = expert_tokens(model, calib) if _linearize(model) else None
-    layers = model.model.layers   # MoE: the dense first layers' MLP and the MoE blocks both
-    targets = (sorted({type(m).__name__ for layer in layers for m in (layer.self_attn, layer.mlp)})
+    spec = arch_for(model.config)
+    tokens = expert_tokens(model, calib.input_ids) if _linearize(model) else None
+    layers = model.get_submodule(spec.layers_prefix)   # MoE: dense first layers' MLP and MoE blocks both
+    targets = (sorted({type(layer.get_submodule(m)).__name__ for layer in layers for m in spec.sequential})
                if config.true_sequential else [type(layers[0]).__name__])
     before = snapshot(model, names)
     _oneshot(model, recipe, calib, sequential_targets=targets)
@@ -159,40 +147,20 @@ def awq(config, model, names: list[str], calib):
     from llmcompressor.modifiers.quantization import QuantizationModifier
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
-    tokens = expert_tokens(model, calib) if _linearize(model) else None
+    from llmcompressor.modifiers.transform.awq import AWQMapping
+
+    spec = arch_for(model.config)
+    tokens = expert_tokens(model, calib.input_ids) if _linearize(model) else None
     # AWQModifier only scales; the QuantizationModifier after it does the round-to-nearest
-    recipe = [AWQModifier(n_grid=config.grid, duo_scaling=config.duo_scaling),
+    mappings = [AWQMapping(m.smooth, list(m.balance)) for m in spec.awq_mappings]
+    recipe = [AWQModifier(mappings=mappings, n_grid=config.grid, duo_scaling=config.duo_scaling),
               QuantizationModifier(config_groups=_scheme(_weight_args(config)), ignore=_ignore(model, names))]
     before = snapshot(model, names)
-    routers = _routers_behind_norms(model)
+    routers = routers_behind_norms(spec, model)
     with _cpu_pin_memory_workaround():
         _oneshot(model, recipe, calib)
-    _compensate_routers(routers)
+    compensate_routers(routers)
     return _result(config, model, names, before, expert_tokens=tokens)
-
-
-def _routers_behind_norms(model) -> list:
-    """(norm, router, norm weight now) for every MoE block whose router reads the post-attention
-    norm's output (DeepSeek-V2: `mlp.gate`, a TopkRouter with an (E, H) weight)."""
-    out = []
-    for layer in model.model.layers:
-        router = getattr(layer.mlp, "gate", None)
-        if router is not None and hasattr(router, "top_k") and hasattr(layer, "post_attention_layernorm"):
-            out.append((layer.post_attention_layernorm, router, layer.post_attention_layernorm.weight.detach().clone()))
-    return out
-
-
-@torch.no_grad()
-def _compensate_routers(routers) -> None:
-    """AWQ divides the post-attention norm by its scales s and multiplies the experts' gate / up
-    inputs by s. llm-compressor 0.14's DeepseekV2 mapping leaves the router out (it is not a
-    Linear), so the router would read x / s: measured on the tiny reference, the top-2 choice then
-    changed for 5-15 % of calibration tokens. Written by hand because no library does it: the
-    router's input columns are multiplied by old_norm / new_norm (= s), which keeps its logits."""
-    for norm, router, old in routers:
-        new = norm.weight.detach()
-        ratio = torch.where(new != 0, old / new, torch.ones_like(new))   # (H,)
-        router.weight.mul_(ratio.to(router.weight.dtype)[None, :])        # (E, H)
 
 
 def smoothquant(config, model, names: list[str], calib):
@@ -205,7 +173,9 @@ def smoothquant(config, model, names: list[str], calib):
 
     act_kw = dict(num_bits=8, type="int", symmetric=True, strategy="tensor", dynamic=False)
     acts = QuantizationArgs(**act_kw)
-    recipe = [SmoothQuantModifier(smoothing_strength=config.alpha),
+    spec: ArchSpec = arch_for(model.config)
+    mappings = [[list(m.balance), m.smooth] for m in spec.smoothquant_mappings]
+    recipe = [SmoothQuantModifier(smoothing_strength=config.alpha, mappings=mappings),
               QuantizationModifier(config_groups=_scheme(_weight_args(config, 8, -1), acts),
                                    ignore=_ignore(model, names))]
     before = snapshot(model, names)

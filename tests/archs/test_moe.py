@@ -1,11 +1,14 @@
-"""The training script's MoE support: the router probe's load-balancing loss and expert counts
-(what keeps the tiny DeepSeek-V2 reference from collapsing onto a few experts)."""
+"""MoE calibration hooks: the router probe's load-balancing loss and expert counts (what keeps the
+tiny MoE reference from collapsing onto a few experts, and what the report counts per expert)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dsedge.reference.train import RouterProbe, make_deepseek_v2_config
+from dsedge.archs.moe import RouterProbe
+from dsedge.reference.train import make_config
+
+MOE_FAMILY = "deepseek_v2"
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +16,7 @@ def model():
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(make_deepseek_v2_config(200), dtype=torch.float32)
+    return AutoModelForCausalLM.from_config(make_config(MOE_FAMILY, 200), dtype=torch.float32)
 
 
 def test_probe_finds_every_moe_router(model):

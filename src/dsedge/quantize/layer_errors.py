@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..quantize.primitives import sqnr_db_blocked
+from .primitives import sqnr_db_blocked
 
 
 class LayerErrors(Mapping):

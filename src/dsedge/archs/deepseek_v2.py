@@ -1,10 +1,12 @@
-"""DeepSeek-V2 / V2-Lite (MLA + MoE) in standard ONNX operators.
+"""DeepSeek-V2 layout: DeepSeek-V2-Lite / DeepSeek-Coder-V2-Lite (and V2 with q_lora_rank set).
+Multi-head latent attention (MLA) + mixture of experts (routed top-k + shared experts), the first
+`first_k_dense_replace` layers dense.
 
-transformers' modules do not export as they are: the rotary embedding is complex-valued, the
-experts run a data-dependent Python loop over fused 3-D parameters, and MLA re-expands the whole
-compressed cache through kv_b_proj at every step. `prepare(model)` swaps, on the meta-device model
-that is traced (never on a model that holds weights), three forwards for export forms with the same
-parameters and the same arithmetic:
+Export forms. transformers' modules do not export as they are: the rotary embedding is
+complex-valued, the experts run a data-dependent Python loop over fused 3-D parameters, and MLA
+re-expands the whole compressed cache through kv_b_proj at every step. `prepare(model)` swaps, on
+the meta-device model that is traced (never on a model that holds weights), three forwards for
+export forms with the same parameters and the same arithmetic:
 
 * Rotary embedding: real (cos, sin) instead of complex `freqs_cis`; the interleaved-pair rotation
   is written out (x0 cos - x1 sin, x0 sin + x1 cos).
@@ -28,20 +30,63 @@ parameters and the same arithmetic:
   e runs inside an `If` taken only when some token chose it, on the tokens that chose it (NonZero
   -> Gather), and its output goes back with ScatterND. A decoded token therefore reads only its k
   experts' weights; a prompt runs each expert on its own tokens (no E/k compute blow-up). See
-  `moe_bytes_per_token` for the forms considered.
+  export/moe.py `weight_bytes_per_token` for the forms considered.
+
+torch is imported inside the functions: archs/ is read by `dsedge plan`, which needs no torch.
 """
 from __future__ import annotations
 
 import types
 
-import torch
-import torch.nn.functional as F
+from .base import ArchSpec, MoeSpec, Reference, Smoothing
 
-EXPORT_FORM = "mla-absorbed/moe-if-nonzero-v1"   # part of the trace cache key
+# q_proj without query compression (V2-Lite), q_a_proj/q_b_proj with it (V2, V3)
+_MLA_LINEARS = ("self_attn.q_proj", "self_attn.kv_a_proj_with_mqa", "self_attn.o_proj")
+
+SPEC = ArchSpec(
+    name="DeepseekV2ForCausalLM", model_type="deepseek_v2", layers_prefix="model.layers",
+    linears=_MLA_LINEARS + ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"), moe_linears=_MLA_LINEARS,
+    moe=MoeSpec(), attention="mla", min_transformers="5.0",
+    fp16_linears={
+        "self_attn.kv_b_proj": (
+            "the exported (absorbed) MLA splits it per head into W_uk (H, dn, r) and W_uv (H, dv, r) that "
+            "multiply the query and the attention output as batched 3-D MatMuls; its per-output-channel scales "
+            "would then run along two axes (head, row), which DequantizeLinear's 1-D per-axis scale cannot "
+            "express, and TensorRT takes blocked scales for INT4 only. It is r x H(dn + dv) per layer: 0.36 % of "
+            "V2-Lite's weights (57 M of 15.7 B), read once per token whatever the context length"),
+        "mlp.gate": "the router: its logits pick the experts through a discrete top-k (see MoeSpec.router)",
+    },
+    # llm-compressor 0.14 maps DeepseekV2ForCausalLM to these (its _glm4_moe_lite_mappings): the
+    # router is not a balance layer there, so dsedge compensates it (archs/moe.py)
+    awq_mappings=(
+        Smoothing("re:.*input_layernorm$", ("re:.*(q|q_a)_proj$", "re:.*kv_a_proj_with_mqa$")),
+        Smoothing("re:.*q_a_layernorm$", ("re:.*q_b_proj$",)),
+        Smoothing("re:.*kv_a_layernorm$", ("re:.*kv_b_proj$",)),
+        Smoothing("re:.*post_attention_layernorm$", ("re:.*gate_proj$", "re:.*up_proj$")),
+        Smoothing("re:.*up_proj$", ("re:.*down_proj$",)),
+    ),
+    # SmoothQuant's static activation scales per expert are not done; GPTQModel does not take the
+    # fused experts: llm-compressor linearizes them and calibrates every expert on every token
+    methods=("fp16", "int8", "rtn", "gptq", "awq"), backends=("llmcompressor",),
+    export_patch="dsedge.archs.deepseek_v2:prepare", export_form="mla-absorbed/moe-if-nonzero-v1",
+    reference=Reference("deepseek-v2-tiny", tokenizer="wordlevel", config=dict(
+        # V2-Lite's structure at toy size: hidden 2048 -> 256, 27 layers -> 4, 16 heads -> 8,
+        # kv_lora_rank 512 -> 128, rope 64 / nope 128 / v 128 -> 32 each, 64 routed experts top-6
+        # + 2 shared -> 8 top-2 + 2, moe_intermediate 1408 -> 128; every in_features a multiple of 128
+        hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
+        num_key_value_heads=8, kv_lora_rank=128, q_lora_rank=None, qk_nope_head_dim=32, qk_rope_head_dim=32,
+        v_head_dim=32, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=2, moe_intermediate_size=128,
+        first_k_dense_replace=1, topk_method="greedy", norm_topk_prob=False, routed_scaling_factor=1.0,
+        max_position_embeddings=512, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=False, rms_norm_eps=1e-6)),
+    real_shapes=("deepseek-v2-lite",),
+)
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def _rope(x, cos, sin):
     """Interleaved-pair rotation of x (B, h, T, d) by cos/sin (B, T, d/2), in fp32."""
+    import torch
+
     xf = x.float().reshape(*x.shape[:-1], -1, 2)                     # (B, h, T, d/2, 2)
     x0, x1 = xf[..., 0], xf[..., 1]
     c, s = cos[:, None], sin[:, None]                                 # (B, 1, T, d/2)
@@ -55,6 +100,8 @@ def _rotary_forward(self, x, position_ids):
 
 def _mla_forward(self, hidden_states, attention_mask=None, past_key_values=None, position_embeddings=None,
                  **kwargs):
+    import torch
+
     b, t, _ = hidden_states.shape
     h, dn, dr, dv, r = (self.num_heads, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim,
                         self.kv_lora_rank)
@@ -88,30 +135,31 @@ def _mla_forward(self, hidden_states, attention_mask=None, past_key_values=None,
     return self.o_proj(o), None
 
 
-class _Expert(torch.nn.Module):
-    def __init__(self, hidden: int, inter: int, act):
-        super().__init__()
-        self.gate_proj = torch.nn.Linear(hidden, inter, bias=False)
-        self.up_proj = torch.nn.Linear(hidden, inter, bias=False)
-        self.down_proj = torch.nn.Linear(inter, hidden, bias=False)
-        self.act = act
-
-    def forward(self, x):                                             # (n, H) -> (n, H)
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+def _expert_forward(self, x):                                         # (n, H) -> (n, H)
+    return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
-class ExpertsAsLinears(torch.nn.ModuleList):
+def experts_as_linears(fused, dtype, device="meta"):
     """transformers' fused (E, 2I, H) / (E, H, I) experts as E modules of three linears, named as
     in DeepSeek's checkpoints: `experts.{e}.gate_proj.weight`."""
+    import torch
 
-    def __init__(self, fused, dtype, device="meta"):
-        with torch.device(device):
-            super().__init__([_Expert(fused.hidden_dim, fused.intermediate_dim, fused.act_fn)
-                              for _ in range(fused.num_experts)])
-        self.to(dtype)
+    experts = torch.nn.ModuleList()
+    with torch.device(device):
+        for _ in range(fused.num_experts):
+            m = torch.nn.Module()
+            m.gate_proj = torch.nn.Linear(fused.hidden_dim, fused.intermediate_dim, bias=False)
+            m.up_proj = torch.nn.Linear(fused.hidden_dim, fused.intermediate_dim, bias=False)
+            m.down_proj = torch.nn.Linear(fused.intermediate_dim, fused.hidden_dim, bias=False)
+            m.act = fused.act_fn
+            m.forward = types.MethodType(_expert_forward, m)
+            experts.append(m)
+    return experts.to(dtype)
 
 
 def _moe_forward(self, hidden_states):
+    import torch
+
     shape = hidden_states.shape
     x = hidden_states.reshape(-1, shape[-1])                          # (N, H)
     _, top_w, top_i = self.gate(x)                                    # (N, K) fp32, (N, K) int64
@@ -140,61 +188,5 @@ def prepare(model) -> None:
     for layer in inner.layers:
         layer.self_attn.forward = types.MethodType(_mla_forward, layer.self_attn)
         if hasattr(layer.mlp, "experts"):
-            layer.mlp.experts = ExpertsAsLinears(layer.mlp.experts, dtype)
+            layer.mlp.experts = experts_as_linears(layer.mlp.experts, dtype)
             layer.mlp.forward = types.MethodType(_moe_forward, layer.mlp)
-
-
-PREPARE = {"DeepseekV2ForCausalLM": prepare}   # architectures[0] -> its export forms
-
-
-def prepare_for(config):
-    """The `prepare` of config's architecture, or None when transformers' modules export as they are."""
-    return PREPARE.get((getattr(config, "architectures", None) or [""])[0])
-
-
-def weight_bytes_per_token(path, top_k: int) -> dict:
-    """Weight bytes a decoded token reads, from the exported graph, for each MoE form considered.
-
-    Each `If` of the main graph is one routed expert: the initializers its branch reads are that
-    expert's weights (codes + scales + zero points). Everything else in the main graph is read by
-    every token (attention, shared experts, routers, dense layers, embedding row excluded: a
-    lookup reads one row, counted as such).
-
-    * "if_per_expert" (exported): a token reads its top_k experts per MoE layer.
-    * "dense_all_experts": every expert on every token, weighted by the router (0 for the
-      unselected): the same constants behind DequantizeLinear -> MatMul, so TensorRT-compatible,
-      but every expert is read.
-    * "gather_dequantized": DequantizeLinear of the stacked (E, ...) constant, then Gather of the
-      selected experts: TensorRT-compatible too, but it dequantizes (reads) all E experts.
-    * "gather_quantized": Gather the selected experts' INT4 codes and scales, then dequantize:
-      reads only top_k experts, but the DequantizeLinear input is then not a constant (TensorRT's
-      INT4 path takes weights only) and ONNX Gather does not take INT4 at all (opset 21).
-    """
-    import onnx
-
-    from ..engine.graph import all_nodes, graphs, nbytes, type_name
-
-    g = onnx.load(str(path), load_external_data=False).graph
-    size = {i.name: nbytes(type_name(i.data_type), i.dims) for sub in graphs(g) for i in sub.initializer}
-    experts = []                                                     # bytes of each If (expert)
-    in_branch: set[str] = set()
-    for n in g.node:
-        if n.op_type == "If":   # its branches' initializers, and the outer ones they read
-            names = {x for a in n.attribute if a.type == onnx.AttributeProto.GRAPH
-                     for node in all_nodes(a.g) for x in node.input if x in size}
-            experts.append(sum(size[x] for x in names))
-            in_branch |= names
-    always = sum(v for k, v in size.items() if k not in in_branch)
-    embed = next((i for i in g.initializer if i.name.endswith("embed_tokens.weight")), None)
-    if embed is not None:  # a lookup reads one row of the embedding
-        always -= size[embed.name] - size[embed.name] // embed.dims[0]
-    n_layers = sum(n.op_type == "TopK" for n in g.node)             # one router per MoE layer
-    per_expert = sum(experts) / max(1, len(experts))
-    selected = always + n_layers * top_k * per_expert
-    every = always + sum(experts)
-    return {"experts": len(experts), "moe_layers": n_layers, "top_k": top_k,
-            "bytes_per_expert": round(per_expert), "always_read": always,
-            "forms": {"if_per_expert": round(selected), "dense_all_experts": every,
-                      "gather_dequantized": every, "gather_quantized": round(selected)},
-            "tensorrt_compatible": {"if_per_expert": True, "dense_all_experts": True,
-                                    "gather_dequantized": True, "gather_quantized": False}}

@@ -1,0 +1,66 @@
+"""What the `dsedge` command modules share: the typer app, the consoles and the error wrapper.
+
+dsedge.cli (the entry point), dsedge.cli_gate and dsedge.cli_deploy declare their commands on this
+app; they import from here and this module imports none of them, so the arrows run one way."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import typer
+from rich.console import Console
+
+# llm-compressor draws tqdm bars per layer; tqdm reads TQDM_* variables when it is imported, so
+# this must be set before any library is: dsedge shows its own stage bars.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Quantize, export and check DeepSeek checkpoints for TensorRT edge targets.")
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+    _state["debug"] = debug
+
+
+def _run(fn):
+    """Call fn; turn dsedge errors, Ctrl-C and SIGTERM into one clear line and an exit code."""
+    from .errors import BuildInterrupted, DsedgeError
+
+    def on_term(signum, frame):
+        err = BuildInterrupted("interrupted by SIGTERM; no artifact was written")
+        err.exit_code = 128 + signum
+        # raised wherever Python is; if that is a __del__, Python ignores it, so the stage hook
+        # (_progress) raises it again at the next stage boundary, before any artifact is renamed in
+        _state["terminated"] = err
+        raise err
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    def unraisable(hook_args, default=sys.unraisablehook):
+        if not isinstance(hook_args.exc_value, (BuildInterrupted, KeyboardInterrupt)):
+            default(hook_args)
+    sys.unraisablehook = unraisable   # an interrupt that landed in a __del__: re-raised, not printed
+    # Ctrl-C raises KeyboardInterrupt even when the parent started us with SIGINT ignored (as
+    # shells do for background jobs): an interrupt always ends the build cleanly.
+    def on_int(signum, frame):
+        _state["terminated"] = KeyboardInterrupt()   # re-raised at the next stage boundary, as on_term's
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_int)
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        console.print("[red]error:[/red] interrupted; no artifact was written")
+        raise typer.Exit(130)
+    except DsedgeError as e:
+        if _state["debug"]:
+            console.print_exception()
+        console.print(f"[red]error:[/red] {e.problem}", highlight=False, soft_wrap=True)
+        if e.fix:
+            console.print(f"  [bold]fix:[/bold] {e.fix}", highlight=False, soft_wrap=True)
+        raise typer.Exit(e.exit_code)

@@ -1,0 +1,48 @@
+"""The options of one `dsedge build`, validated once and handed to every stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+DTYPES = ("float16", "float32")
+CHECK_SCOPES = ("auto", "full", "truncated")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    model: str | Path | None = None          # None: the bundled reference checkpoint
+    target: str = "orin"
+    quant: object | None = None              # a QuantConfig; None: INT4 RTN (or the import's own)
+    output: str | Path | None = None
+    eval_path: str | Path | None = None
+    dtype: str = "float16"
+    eval_separator: str = "newline"
+    reference_model: str | Path | None = None
+    calib_spec: str | Path | None = None
+    allow_pickle: bool = False
+    overwrite: bool = False
+    targets_dir: Path | None = None
+    latency: bool = True
+    generate_tokens: int = 16
+    force: bool = False
+    check_scope: str = "auto"
+    use_cache: bool = True
+    max_memory_gb: float | None = None
+    budgets: tuple[str, ...] = ()
+    build_engine: bool = True
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype {self.dtype} is not supported", "use float16 (TensorRT) or float32")
+        if self.check_scope not in CHECK_SCOPES:
+            raise UsageError(f"--check {self.check_scope} is not one of {', '.join(CHECK_SCOPES)}",
+                             "use --check auto")
+        object.__setattr__(self, "budgets", tuple(self.budgets))
+
+    @property
+    def act_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)

@@ -1,0 +1,78 @@
+"""The tables a build report is rendered from (its summary rows, per-layer SQNR statistics), shared by
+report.md (.render) and report.html (.html); imports neither."""
+from __future__ import annotations
+
+
+def _f(x, fmt="{:.4g}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def summary_rows(r: dict) -> list[tuple[str, str]]:
+    """(metric, value) rows: the table `dsedge build` prints and report.md starts with."""
+    onnx, ref, pt = r["onnx"], r["fp16_reference"], r["pytorch"]
+    lat = r.get("host_latency") or {}
+    fid = r["export_fidelity"]
+    gen = r["greedy_generation"]
+    same = "identical" if gen["identical"] else (
+        "{:.0%} identical, parted at a near-tie (margin {:.3g} within tolerance)" if gen["agrees"]
+        else "{:.0%} identical, parted with margin {:.3g}: DISAGREES").format(
+            gen["matching_fraction"], gen["worst_margin_at_divergence"])
+    rows = [
+        ("model", f"{r['model']['name']} ({r['model']['architecture']})"),
+        ("quantization", r["quantization"]["label"]),
+        ("target", f"{r['target']['name']} (TensorRT {r['target']['tensorrt']})"),
+        ("size", f"{r['size_mb']:.2f} MB"),
+    ]
+    if onnx and not ref:
+        rows += [("perplexity (ONNX)", f"{onnx['perplexity']:.4f}  (no reference: {r.get('accuracy_note')})"),
+                 ("perplexity (PyTorch quantized)", f"{pt['perplexity']:.4f}"),
+                 ("task accuracy", _f(onnx.get("task_accuracy"), "{:.1%}"))]
+    elif onnx:
+        rows += [
+            ("perplexity (ONNX)", f"{onnx['perplexity']:.4f}  (FP16 {ref['perplexity']:.4f}, "
+                                  f"{r['ppl_change_pct']:+.2f} %)"),
+            ("perplexity (PyTorch quantized)", f"{pt['perplexity']:.4f}"),
+            ("KL vs FP16 (nats/token)", _f(onnx.get("kl"))),
+            ("top-1 agreement vs FP16", _f(onnx.get("top1_agreement"), "{:.2%}")),
+            ("task accuracy", f"{_f(onnx.get('task_accuracy'), '{:.1%}')} "
+                              f"(FP16 {_f(ref.get('task_accuracy'), '{:.1%}')})"),
+        ]
+    else:
+        rows.append(("accuracy", f"not measured: {r['accuracy_skipped']}"))
+    rows.append(("ONNX vs PyTorch", f"max |Δlogit| {fid['max_abs_diff']:.3g} (tolerance {fid['atol']:g} + "
+                                    f"{fid['rtol']:g}·max|logit|); greedy {gen['tokens']} tokens × "
+                                    f"{gen['prompts']} prompts: {same}"
+                                    + ("" if r["host_plan"]["check_scope"] == "full" else
+                                       f" [on the first {r['host_plan']['check_layers']} layers]")))
+    if lat:
+        rows.append(("host latency (onnxruntime CPU)",
+                     f"prefill {lat['prompt_tokens']} tok {lat['prefill_ms_median']:.1f} ms, decode "
+                     f"{lat['decode_ms_median']:.2f} ms/token ({lat['decode_tokens_per_s']:.0f} tok/s)"))
+    compat = r.get("tensorrt_compat")
+    if compat:
+        rows.append((f"TensorRT {compat['tensorrt']} compatibility",
+                     "compatible" if compat["ok"] else "NOT compatible: " + "; ".join(
+                         f"{p['node']}: {p['reason']}" for p in compat["problems"][:3])))
+    eng = r["engine"]
+    if eng["built"]:
+        rows.append(("TensorRT engine", f"built: {eng.get('file', 'model.engine')}"))
+    else:
+        where = f"; on the device run ./{eng['device_script']}" if eng.get("device_script") else ""
+        rows.append(("TensorRT engine", f"not built: {eng['reason']}{where}"))
+    for b in r.get("budgets") or []:
+        if b["value"] is None and b["budget"] is None:
+            continue
+        limit = "no budget" if b["budget"] is None else f"{'≤' if b['limit'] == 'max' else '≥'} {b['budget']:g}"
+        value = "—" if b["value"] is None else f"{b['value']:.4g}"
+        rows.append((f"budget {b['metric']} ({b['source'] or 'n/a'})", f"{value} {b['unit']} ({limit}): {b['status']}"))
+    return rows
+
+
+def layer_stats(layers: list[dict]) -> dict | None:
+    """min / median / max SQNR (dB) over the measured linears (exact ones left out), or None."""
+    v = sorted(x["sqnr_db"] for x in layers if x.get("sqnr_db") is not None)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return {"count": len(layers), "min": v[0], "max": v[-1],
+            "median": v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2}

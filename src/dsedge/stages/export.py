@@ -1,0 +1,48 @@
+"""The export stage of `dsedge build`: the ONNX graph with the KV cache as inputs and outputs
+(reused from the stage cache when an identical build made it), plus the tokenizer and config
+files the artifact carries."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..cache import StageCache, cache_key
+from ..load.checkpoint import CONFIG_FILES, TOKENIZER_FILES
+from ..export import OPSET, ExportResult, export_onnx
+
+
+@dataclass
+class Exported:
+    result: ExportResult
+    key: str
+    reused: bool                 # restored from the stage cache
+
+
+def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Exported:
+    """job: the load stage's Loaded; q: the quantize stage's Quantized; dtype: "float16" | "float32"."""
+    import torch
+
+    ckpt, quant, act_dtype = job.ckpt, job.quant, getattr(torch, dtype)
+    key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__,
+                    q.calib.describe() if q.calib else None)
+    entry = cache.get("export", key)
+    if entry:
+        exp = ExportResult(path=staging / "model.onnx", **cache.restore(entry, staging, "export"))
+    else:
+        exp = export_onnx(ckpt.config, q.weights_of, q.qweights, q.result.spec, staging / "model.onnx", act_dtype,
+                          act_scales=q.result.act_scales, cache=cache)
+    for f in TOKENIZER_FILES + CONFIG_FILES:
+        if (ckpt.path / f).exists():
+            shutil.copy2(ckpt.path / f, staging / f)
+    return Exported(exp, key, bool(entry))
+
+
+def cache_export(cache: StageCache, exported: Exported, staging: Path) -> None:
+    """Store a fresh export. Called once the stage has ended: an interrupt Python deferred during
+    the export (one that landed in a __del__) is raised at the stage boundary, before anything is
+    cached."""
+    if not exported.reused:
+        cache.put("export", exported.key, sorted(staging.glob("model.onnx*")),
+                  {k: v for k, v in exported.result.__dict__.items() if k != "path"})

@@ -1,0 +1,96 @@
+"""The load stage of `dsedge build`: open and check everything the build reads before any work
+(checkpoint, the original of an imported one, target and budgets, destination, host memory,
+tokenizer, eval data) and hand on one typed value."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import reference
+from ..artifact import Artifact
+from ..check.accuracy import EvalData, load_eval
+from ..errors import CheckpointError, HostMemoryError, UsageError
+from ..options import BuildOptions
+from ..plan.host import TRUNCATED_LAYERS, HostPlan, plan_host
+from ..quantize import ImportedConfig, Int4WeightOnlyConfig, QuantConfig, WeightSource
+from ..targets import apply_budget_overrides, find_target
+from ..targets.schema import Target
+from ..load.checkpoint import Checkpoint, open_checkpoint
+
+
+@dataclass
+class Loaded:
+    ckpt: Checkpoint
+    ref_ckpt: Checkpoint | None     # --reference: the original an imported checkpoint was quantized from
+    is_reference: bool              # the bundled reference checkpoint
+    quant: QuantConfig              # the config every later stage reads (ImportedConfig for an import)
+    target: Target
+    out: Artifact
+    plan: HostPlan
+    tokenizer: object
+    data: EvalData
+    source: WeightSource            # FP16-rounded float weights, one tensor at a time
+    ref_weights: object = None      # the same of ref_ckpt (key -> tensor), or None
+
+
+def default_output(model_name: str, quant: QuantConfig, target: str) -> Path:
+    return Path("artifacts") / f"{model_name}-{quant.label()}-{target}"
+
+
+def finite(key: str, t: torch.Tensor) -> torch.Tensor:
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        bad = "NaN" if torch.isnan(t).any() else "Inf"
+        raise CheckpointError(f"weight {key} contains {bad} values",
+                              "the checkpoint is corrupt (or overflowed when converted): use a clean copy")
+    return t
+
+
+def fp16_weights(ckpt: Checkpoint):
+    """state-dict key -> the tensor memory-mapped, rounded to FP16 (the reference precision)
+    whatever the checkpoint's dtype, as FP32."""
+    return lambda key: finite(key, ckpt.tensor(key)).to(torch.float16).float()
+
+
+def load_stage(o: BuildOptions) -> Loaded:
+    is_reference = o.model is None
+    ckpt = open_checkpoint(reference.checkpoint_path() if is_reference else o.model, o.allow_pickle)
+    quant = o.quant or Int4WeightOnlyConfig()
+    if ckpt.prequant is not None:  # an imported GPTQ / AWQ / compressed-tensors checkpoint
+        if o.quant is not None:
+            raise UsageError(f"{ckpt.name} is already quantized ({ckpt.prequant.label()}, "
+                             f"{ckpt.prequant.format}); it is imported as it is",
+                             "drop --method / --bits / --group-size (pass --reference ORIGINAL for accuracy)")
+        quant = ImportedConfig(ckpt.prequant)
+    ref_ckpt = open_checkpoint(o.reference_model, o.allow_pickle) if o.reference_model else None
+    if ref_ckpt is not None and ckpt.prequant is None:
+        raise UsageError("--reference is for imported (already quantized) checkpoints",
+                         "drop --reference: dsedge quantizes --model itself and compares with it")
+    tgt = apply_budget_overrides(find_target(o.target, o.targets_dir), o.budgets)
+    out = Artifact(Path(o.output) if o.output else default_output(ckpt.name, quant, tgt.name), o.overwrite)
+    out.check_destination()
+    ckpt.validate()
+    plan = _host_plan(ckpt, o)
+    tokenizer = ckpt.tokenizer()
+    if o.eval_path is None:  # the reference corpus: one sentence per line, trained with </s> between
+        eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
+    else:
+        eval_file, task_file, sep = Path(o.eval_path), None, o.eval_separator
+    data = load_eval(tokenizer, eval_file, task_file, separator=sep)
+    return Loaded(ckpt, ref_ckpt, is_reference, quant, tgt, out, plan, tokenizer, data,
+                  WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None)
+
+
+def _host_plan(ckpt: Checkpoint, o: BuildOptions) -> HostPlan:
+    plan = plan_host(ckpt, available=None if o.max_memory_gb is None else int(o.max_memory_gb * 2**30))
+    if o.check_scope != "auto":
+        plan.scope = o.check_scope
+        plan.check_layers = ckpt.n_layers if o.check_scope == "full" else min(ckpt.n_layers, TRUNCATED_LAYERS)
+    if not plan.fits and not o.force:
+        d = plan.describe()
+        raise HostMemoryError(
+            f"this build needs about {plan.peak_bytes / 2**30:.1f} GiB of memory, "
+            f"this host has {d['available_gib']:.1f} GiB available",
+            "free memory or use a bigger host; --force tries anyway")
+    return plan
