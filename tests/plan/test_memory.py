@@ -173,6 +173,7 @@ def test_unknown_architecture_and_missing_key():
 
 def test_api_plan_is_the_cli_plan():
     import dsedge
+    import dsedge.api
 
     path = CONFIGS / "r1-distill-qwen-7b.json"
     p, opts = dsedge.plan(path, "orin", dsedge.api.plan_config("rtn", 4, 32, False), context=4096, batch=1)
