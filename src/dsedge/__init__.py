@@ -5,7 +5,7 @@ Attributes are imported lazily so that `dsedge --help` does not pay for torch.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build": "api", "BuildResult": "api", "compare": "api", "plan": "api", "gate": "api",
+    "build": "api", "BuildResult": "api", "compare": "api", "gate": "api",
     "flash": "deploy", "rollback": "deploy", "devices_status": "deploy", "bench": "deploy",
     "Fp16Config": "quantize", "Int4WeightOnlyConfig": "quantize", "Int8WeightOnlyConfig": "quantize",
     "config_from_options": "quantize",

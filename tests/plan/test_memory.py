@@ -172,13 +172,12 @@ def test_unknown_architecture_and_missing_key():
 
 
 def test_api_plan_is_the_cli_plan():
-    import dsedge
-    import dsedge.api
+    from dsedge import api
 
     path = CONFIGS / "r1-distill-qwen-7b.json"
-    p, opts = dsedge.plan(path, "orin", dsedge.api.plan_config("rtn", 4, 32, False), context=4096, batch=1)
+    p, opts = api.plan(path, "orin", api.plan_config("rtn", 4, 32, False), context=4096, batch=1)
     assert p.method == "rtn-w4-g32-asym" and [o.precision for o in opts] == ["fp16", "int8", "int4"]
-    assert dsedge.api.plan_config().method == "fp16"
+    assert api.plan_config().method == "fp16"
     proc = subprocess.run([sys.executable, "-m", "dsedge", "plan", "--model", str(path), "--target", "orin",
                            "--bits", "4", "--group-size", "32", "--asym", "--context", "4096", "--batch", "1",
                            "--json"], capture_output=True, text=True, timeout=120)
