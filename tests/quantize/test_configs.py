@@ -1,7 +1,7 @@
 import pytest
 
 from dsedge.errors import ConfigError
-from dsedge.quantize import (METHODS, Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, config_from_dict,
+from dsedge.quantize import (METHODS, LayerScheme, Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, config_from_dict,
                              config_from_options, handler_for)
 
 
@@ -37,6 +37,27 @@ def test_every_method_round_trips_through_the_manifest_and_has_a_handler(method)
     assert callable(handler_for(cfg))
 
 
-def test_group_size_must_divide_in_features():
-    with pytest.raises(ConfigError, match="does not divide in_features 768 of x.down_proj"):
-        Int4WeightOnlyConfig(group_size=512).validate_for({"x.down_proj": 768})
+def test_a_group_that_does_not_divide_a_layer_falls_back_per_layer():
+    """DeepSeek-V2-Lite's dense down_proj has in_features 10944 = 85.5 x 128 = 171 x 64."""
+    cfg = Int4WeightOnlyConfig(group_size=128)
+    assert cfg.scheme_for(1408) == LayerScheme(4, 128)                      # divides: the config's own
+    s = cfg.scheme_for(10944)
+    assert (s.bits, s.group_size) == (4, 64) and "10944" in s.fallback
+    s = cfg.scheme_for(4000)                                                 # 4000 = 32 x 125: no block of 64
+    assert (s.bits, s.group_size) == (8, -1) and "INT8 per output channel" in s.fallback
+    assert Int4WeightOnlyConfig(group_size=64).scheme_for(10944) == LayerScheme(4, 64)
+    assert Int4WeightOnlyConfig(group_size=-1).scheme_for(4000) == LayerScheme(4, -1)
+    assert Int8WeightOnlyConfig().scheme_for(4000) == LayerScheme(8, -1)
+
+
+def test_calibrated_methods_refuse_a_group_that_does_not_divide():
+    from dsedge.archs import REGISTRY
+    from dsedge.quantize import GptqConfig, WeightSource, quantize_model
+
+    def never(key):
+        raise AssertionError("no weight is read before the refusal")
+
+    with pytest.raises(ConfigError, match="does not divide in_features 10944") as e:
+        quantize_model(GptqConfig(bits=4, group_size=128), WeightSource(never), REGISTRY["LlamaForCausalLM"], 1,
+                       lambda n: 10944)
+    assert "--group-size 64" in e.value.fix

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 from ..errors import UnsupportedArchitectureError
-from . import deepseek_v2, deepseek_v3, llama, qwen2
+from . import deepseek_v2, deepseek_v3, llama, qwen2, qwen3
 from .base import ArchSpec, MoeSpec, Reference, Smoothing
 
-FAMILIES = (qwen2, llama, deepseek_v2, deepseek_v3)
+FAMILIES = (qwen2, llama, qwen3, deepseek_v2, deepseek_v3)
 REGISTRY: dict[str, ArchSpec] = {m.SPEC.name: m.SPEC for m in FAMILIES}
 CONFIGS = Path(__file__).parent / "configs"   # published config.json files, by short name
 

@@ -67,7 +67,7 @@ SPEC = ArchSpec(
     ),
     # SmoothQuant's static activation scales per expert are not done; GPTQModel does not take the
     # fused experts: llm-compressor linearizes them and calibrates every expert on every token
-    methods=("fp16", "int8", "rtn", "gptq", "awq"), backends=("llmcompressor",),
+    methods=("fp16", "rtn", "int8", "gptq", "awq"), backends=("llmcompressor",),
     export_patch="dsedge.archs.deepseek_v2:prepare", export_form="mla-absorbed/moe-if-nonzero-v1",
     reference=Reference("deepseek-v2-tiny", tokenizer="wordlevel", config=dict(
         # V2-Lite's structure at toy size: hidden 2048 -> 256, 27 layers -> 4, 16 heads -> 8,
@@ -79,7 +79,7 @@ SPEC = ArchSpec(
         first_k_dense_replace=1, topk_method="greedy", norm_topk_prob=False, routed_scaling_factor=1.0,
         max_position_embeddings=512, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         tie_word_embeddings=False, rms_norm_eps=1e-6)),
-    real_shapes=("deepseek-v2-lite",),
+    real_shapes=("deepseek-v2-lite", "deepseek-coder-v2-lite", "deepseek-v2"),
 )
 
 

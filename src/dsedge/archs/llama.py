@@ -6,5 +6,6 @@ SPEC = ArchSpec(
     awq_mappings=DENSE_AWQ, smoothquant_mappings=DENSE_SMOOTHQUANT,
     reference=Reference("llama-tiny", tokenizer="wordlevel",
                         config=dict(TINY_DENSE, attention_bias=False, mlp_bias=False)),
-    real_shapes=("r1-distill-llama-8b",),
+    real_shapes=("r1-distill-llama-8b", "r1-distill-llama-70b", "deepseek-llm-7b", "deepseek-coder-1.3b",
+                 "deepseek-coder-6.7b", "deepseek-coder-33b"),
 )

@@ -13,5 +13,5 @@ SPEC = ArchSpec(
     # holds, so the reference's tokenizer is a byte-level BPE in its layout
     reference=Reference("qwen2-tiny", tokenizer="bpe", config=dict(TINY_DENSE, use_sliding_window=False),
                         tokenizer_class="Qwen2Tokenizer", split=QWEN2_SPLIT),
-    real_shapes=("r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b"),
+    real_shapes=("r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b", "r1-distill-qwen-32b"),
 )

@@ -112,16 +112,18 @@ def model_tensors(config: dict) -> list[Tensors]:
 
 
 def tensor_bytes(t: Tensors, q: QuantConfig, n: int | None = None) -> int:
-    """Bytes of n (default: all stored) matrices of t at config q's storage layout."""
+    """Bytes of n (default: all stored) matrices of t at config q's storage of them: the scheme
+    q gives a linear of t's in_features (QuantConfig.scheme_for: its group, or the fallback the
+    build takes where the group does not divide)."""
     n = t.count if n is None else n
     head = t.part == "lm_head" and getattr(q, "quantize_lm_head", False)
-    bits = q.bits if (t.linear or head) else 16
-    if bits >= 16:
+    if not (t.linear or head) or q.bits >= 16:
         return 2 * t.in_features * t.out_features * n
-    g = q.group_size
+    s = q.scheme_for(t.in_features)
+    g = s.group_size
     groups = t.out_features * (math.ceil(t.in_features / g) if g > 0 else 1)
-    zero = 0 if q.symmetric else groups * bits // 8
-    return n * (math.ceil(t.in_features * t.out_features * bits / 8) + 2 * groups + zero)
+    zero = 0 if q.symmetric else groups * s.bits // 8
+    return n * (math.ceil(t.in_features * t.out_features * s.bits / 8) + 2 * groups + zero)
 
 
 @dataclass(frozen=True)

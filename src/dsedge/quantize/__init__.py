@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
-from .configs import Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, QuantConfig, WeightOnlyConfig
+from .configs import Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, LayerScheme, QuantConfig, WeightOnlyConfig
 from .lazy import LazyWeights
 from .qweight import QuantizedWeight
 from .registry import HANDLERS, handler_for, register_handler
@@ -39,13 +39,20 @@ def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: in
     if backend is not None and backend not in spec.backends:
         raise ConfigError(f"--backend {backend} does not quantize {spec.name} in dsedge yet",
                           f"drop --backend ({' or '.join(spec.backends)} handles this architecture)")
-    config.validate_for({n: in_features(n) for n in names})
+    schemes = {n: config.scheme_for(in_features(n)) for n in names}
+    fallbacks = {n: s for n, s in schemes.items() if s.fallback}
+    if fallbacks and config.needs_model:   # the libraries take one group size for the whole model
+        n, s = next(iter(fallbacks.items()))
+        raise ConfigError(f"--group-size {config.group_size} does not divide in_features {in_features(n)} of {n} "
+                          f"({len(fallbacks)} such linears); --method {config.method} uses one group size throughout",
+                          f"pass --group-size {s.group_size if s.bits == config.bits else -1} (or --method rtn, "
+                          "which falls back per layer)")
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = handler_for(config)(config, source, names, calib)
+        out = handler_for(config)(config, source, schemes, calib)
     # weight-only handlers return the weights; calibrated ones a QuantResult (weights + tensors + act_scales)
     res = out if isinstance(out, QuantResult) else QuantResult(config, out)
-    res.config, res.seconds = config, time.perf_counter() - t0
+    res.config, res.seconds, res.fallbacks = config, time.perf_counter() - t0, fallbacks
     return res
 
 

@@ -11,6 +11,20 @@ from ..errors import ConfigError
 from .registry import register_handler
 
 
+# TensorRT's INT4 weights take blocks of 64 or 128 input channels, whole ones only (engine/support.py,
+# S_QSCHEMES); a layer whose in_features no such block divides gets another scheme (LayerScheme)
+MIN_TENSORRT_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class LayerScheme:
+    """What one linear is stored as. `fallback` says why it differs from the config's own
+    bits / group size (None: it does not)."""
+    bits: int
+    group_size: int                # -1: per output channel
+    fallback: str | None = None
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     method: ClassVar[str] = ""
@@ -29,8 +43,9 @@ class QuantConfig:
         """Short human label for folder names and tables (never parsed back)."""
         return self.method
 
-    def validate_for(self, in_features: dict[str, int]) -> None:
-        """Raise ConfigError if the config cannot apply to these linears (name -> in_features)."""
+    def scheme_for(self, in_features: int) -> LayerScheme:
+        """The storage of a linear with `in_features` input channels under this config."""
+        return LayerScheme(self.bits, -1)
 
 
 @dataclass(frozen=True)
@@ -66,14 +81,23 @@ class WeightOnlyConfig(QuantConfig):
         g = "pc" if self.group_size == -1 else f"g{self.group_size}"
         return f"{self.method}-w{self.bits}-{g}" + ("" if self.symmetric else "-asym")
 
-    def validate_for(self, in_features: dict[str, int]) -> None:
-        if self.group_size == -1:
-            return
-        for name, k in in_features.items():
-            if k % self.group_size:
-                raise ConfigError(
-                    f"--group-size {self.group_size} does not divide in_features {k} of {name}",
-                    f"use a group size that divides {k} (e.g. {_largest_pow2_divisor(k)}) or -1 (per channel)")
+    def scheme_for(self, in_features: int) -> LayerScheme:
+        """The config's bits and group where the group divides in_features. Otherwise, as the peers
+        do for rows their block does not divide (llama.cpp falls back to another type per tensor;
+        onnxruntime's MatMulNBits pads a partial last block, which TensorRT's blocked
+        DequantizeLinear does not take): the largest smaller power-of-two group down to TensorRT's
+        smallest INT4 block (64) that divides it, else INT8 per output channel for that layer."""
+        g, k = self.group_size, in_features
+        if g == -1 or k % g == 0:
+            return LayerScheme(self.bits, g)
+        smaller = g // 2
+        while smaller >= MIN_TENSORRT_BLOCK and k % smaller:
+            smaller //= 2
+        if smaller >= MIN_TENSORRT_BLOCK:
+            return LayerScheme(self.bits, smaller, f"in_features {k} is not a multiple of {g}: group {smaller}, the "
+                                                   f"largest power of two down to {MIN_TENSORRT_BLOCK} that divides it")
+        return LayerScheme(8, -1, f"no group of {MIN_TENSORRT_BLOCK} to {g} channels divides in_features {k} "
+                                  "(TensorRT's INT4 takes whole blocks of 64 or 128): INT8 per output channel")
 
 
 @dataclass(frozen=True)
@@ -90,10 +114,3 @@ class Int8WeightOnlyConfig(WeightOnlyConfig):
     allowed_bits: ClassVar[tuple[int, ...]] = (8,)
     bits: int = 8
     group_size: int = -1
-
-
-def _largest_pow2_divisor(k: int) -> int:
-    g = 128
-    while g > 16 and k % g:
-        g //= 2
-    return g if k % g == 0 else -1

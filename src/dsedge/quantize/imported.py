@@ -33,6 +33,9 @@ class ImportedConfig:
     def label(self) -> str:
         return self.prequant.label()
 
-    def validate_for(self, in_features: dict[str, int]) -> None:
-        """The checkpoint's layout is what it is: nothing to check against a chosen group size."""
+    def scheme_for(self, in_features: int):
+        """The checkpoint's own layout (for the planner)."""
+        from .configs import LayerScheme
+
+        return LayerScheme(self.bits, self.group_size)
 

@@ -4,7 +4,8 @@ whose type was never registered is an error, never a fallback to a parent class'
 
 A handler is `handler(config, source, names, calib) -> {name: QuantizedWeight} | QuantResult`:
 `source.tensor(key)` reads one float tensor, `source.model()` gives the whole PyTorch model
-(calibrated methods), `names` are the linears to quantize, `calib` the calibration data or None.
+(calibrated methods), `names` maps each linear to quantize to its LayerScheme (bits, group size:
+the config's own unless its group does not divide the layer), `calib` the calibration data or None.
 """
 from __future__ import annotations
 

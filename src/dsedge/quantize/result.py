@@ -32,6 +32,8 @@ class QuantResult:
     act_scales: dict[str, float] = field(default_factory=dict)
     # MoE, calibrated methods: router module -> calibration tokens routed to each expert
     expert_tokens: dict[str, list[int]] | None = None
+    # linears stored differently from the config (a group that does not divide them): name -> LayerScheme
+    fallbacks: dict = field(default_factory=dict)
 
     def spec(self, module: str) -> dict:
         """bits / group / symmetry / permutation of one weight, without computing it when lazy."""

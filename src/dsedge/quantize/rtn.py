@@ -18,10 +18,12 @@ def quantize_weight(w: torch.Tensor, bits: int, group_size: int, symmetric: bool
 
 
 @register_handler(Int4WeightOnlyConfig, Int8WeightOnlyConfig)
-def quantize_rtn(config: WeightOnlyConfig, source, names: list[str], calib=None) -> LazyWeights:
-    """Round to nearest with min-max scales. Needs no data and no model: each weight is read and
-    quantized when it is used (streamed into the ONNX file, or applied to a PyTorch model)."""
-    spec = {"bits": config.bits, "group_size": config.group_size, "symmetric": config.symmetric, "perm": None}
-    return LazyWeights(names, lambda n: quantize_weight(source.tensor(f"{n}.weight").float(), config.bits,
-                                                        config.group_size, config.symmetric),
-                       lambda n: spec)
+def quantize_rtn(config: WeightOnlyConfig, source, names: dict, calib=None) -> LazyWeights:
+    """Round to nearest with min-max scales, each linear at its LayerScheme (names[n]). Needs no
+    data and no model: each weight is read and quantized when it is used (streamed into the ONNX
+    file, or applied to a PyTorch model)."""
+    def spec(n):
+        return {"bits": names[n].bits, "group_size": names[n].group_size, "symmetric": config.symmetric, "perm": None}
+
+    return LazyWeights(list(names), lambda n: quantize_weight(source.tensor(f"{n}.weight").float(), names[n].bits,
+                                                              names[n].group_size, config.symmetric), spec)

@@ -7,6 +7,18 @@ def _f(x, fmt="{:.4g}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
+def _fallbacks(rows: list[dict] | None) -> str:
+    """'; 2 linears at INT4 g64, 1 at INT8 per channel (group does not divide)' or ''."""
+    if not rows:
+        return ""
+    counts: dict[str, int] = {}
+    for f in rows:
+        k = f"INT{f['bits']} " + ("per channel" if f["group_size"] == -1 else f"g{f['group_size']}")
+        counts[k] = counts.get(k, 0) + 1
+    return "; " + ", ".join(f"{n} linear{'s' * (n > 1)} at {k}" for k, n in counts.items()) + \
+        " (the group does not divide their in_features: report.json quantization.layer_fallbacks)"
+
+
 def summary_rows(r: dict) -> list[tuple[str, str]]:
     """(metric, value) rows: the table `dsedge build` prints and report.md starts with."""
     onnx, ref, pt = r["onnx"], r["fp16_reference"], r["pytorch"]
@@ -19,7 +31,7 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
             gen["matching_fraction"], gen["worst_margin_at_divergence"])
     rows = [
         ("model", f"{r['model']['name']} ({r['model']['architecture']})"),
-        ("quantization", r["quantization"]["label"]),
+        ("quantization", r["quantization"]["label"] + _fallbacks(r["quantization"].get("layer_fallbacks"))),
         ("target", f"{r['target']['name']} (TensorRT {r['target']['tensorrt']})"),
         ("size", f"{r['size_mb']:.2f} MB"),
     ]

@@ -47,7 +47,7 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
         staging, dsedge_version=__version__,
         source={"model": str(ckpt.path), "name": ckpt.name, "architecture": ckpt.architecture,
                 "sha256": ckpt.sha256(), "reference_checkpoint": job.is_reference},
-        quantization=quant.to_dict(),
+        quantization=quant.to_dict(), layer_fallbacks=_fallbacks(q.result),
         target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump()},
         export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data},
         engine=engine,
@@ -72,7 +72,8 @@ def build_report(job, q, exp, v, checked, times: dict, staging: Path) -> dict:
         "quantization": {**quant.to_dict(), "label": quant.label(), "quantized_linears": len(qres.weights),
                          "activations": (getattr(quant, "activation_scheme", None) if qres.act_scales
                                          else "fp16 (weight-only)"),
-                         "seconds": round(qres.total_seconds, 3)},
+                         "seconds": round(qres.total_seconds, 3),
+                         "layer_fallbacks": _fallbacks(qres)},
         "target": {"name": tgt.name, "tensorrt": tgt.tensorrt.version},
         "size_mb": round(onnx_bytes / 1e6, 3),
         "graph_checked": {"file": "model.onnx" if full else f"model.onnx truncated to its first {plan.check_layers} "
@@ -102,3 +103,9 @@ def build_report(job, q, exp, v, checked, times: dict, staging: Path) -> dict:
                   "accuracy_note": "imported checkpoint without --reference: perplexity and task accuracy are "
                                    "absolute; no KL / top-1 / perplexity change against the original"})
     return r
+
+
+def _fallbacks(qres) -> list[dict]:
+    """The linears stored at another scheme than the config's, and why (QuantConfig.scheme_for)."""
+    return [{"name": n, "bits": s.bits, "group_size": s.group_size, "why": s.fallback}
+            for n, s in qres.fallbacks.items()]
