@@ -88,6 +88,7 @@ class CachedLogits:
         self.fn, self.cache, self.key, self.max_bytes = fn, cache, key, max_bytes
         self.table: dict[bytes, "np.ndarray"] = {}
         self.dirty = False
+        self.overflow = False   # more than max_bytes: nothing is kept (a big vocabulary's logits are not held)
         entry = cache.get("reference_logits", key)
         if entry:
             with np.load(entry / "logits.npz") as z:
@@ -96,17 +97,20 @@ class CachedLogits:
 
     def __call__(self, ids):
         k = hashlib.sha1(ids.tobytes() + str(ids.shape).encode()).digest()
-        if k not in self.table:
-            self.table[k] = self.fn(ids)
-            self.dirty = True
-        return self.table[k]
+        if k in self.table:
+            return self.table[k]
+        out = self.fn(ids)
+        if not self.overflow:
+            if sum(v.nbytes for v in self.table.values()) + out.nbytes > self.max_bytes:
+                self.overflow, self.table = True, {}
+            else:
+                self.table[k], self.dirty = out, True
+        return out
 
     def save(self, scratch: Path) -> None:
         import numpy as np
 
-        if not self.dirty or not self.cache.enabled:
-            return
-        if sum(v.nbytes for v in self.table.values()) > self.max_bytes:
+        if not self.dirty or self.overflow or not self.cache.enabled:
             return
         path = Path(scratch) / "logits.npz"
         np.savez(path, **{k.hex(): v for k, v in self.table.items()})

@@ -91,3 +91,33 @@ def test_kl_distribution_is_kept_as_quantiles_and_a_log_histogram():
         assert vals == sorted(vals) and q["max"] == pytest.approx(kl.max())
     assert res["u"].to_dict()["kl_quantiles"]["p50"] > res["near"].to_dict()["kl_quantiles"]["p50"]
     assert "kl_histogram" not in res["ref"].to_dict()  # the reference has no per-token KL against itself
+
+
+def test_chunked_float64_arithmetic_equals_the_whole_batch_computation(monkeypatch):
+    """The per-position chunks (a few rows at a time here) give the figures of one float64
+    computation over all positions at once."""
+    import dsedge.check.accuracy as acc
+
+    rng = np.random.default_rng(1)
+    data = _data(n=6, w=24)
+    table = {"ref": rng.normal(size=(6, 24, V)).astype(np.float32)}
+    table["q"] = table["ref"] + rng.normal(scale=0.1, size=table["ref"].shape).astype(np.float32)
+    fns = {k: (lambda ids, k=k: table[k][:len(ids)] if len(ids) == 6 else
+               table[k][np.flatnonzero((data.windows[:, None] == ids[None]).all(-1).any(-1))]) for k in table}
+    monkeypatch.setattr(acc, "CHUNK_BYTES", 8 * V * 5)              # 5 positions per chunk
+    got = evaluate(fns, data, reference="ref", batch=4)
+    lp = {k: v[:, :-1].astype(np.float64) - np.log(np.exp(v[:, :-1].astype(np.float64)).sum(-1, keepdims=True))
+          for k, v in table.items()}
+    tg = data.windows[:, 1:]
+    kl = (np.exp(lp["ref"]) * (lp["ref"] - lp["q"])).sum(-1)
+    assert got["q"].kl == pytest.approx(kl.mean(), rel=1e-9)
+    assert got["q"].perplexity == pytest.approx(np.exp(-np.take_along_axis(lp["q"], tg[..., None], -1).mean()), rel=1e-9)
+    assert got["q"].top1_agreement == pytest.approx((lp["q"].argmax(-1) == lp["ref"].argmax(-1)).mean())
+
+
+def test_eval_batch_shrinks_with_the_vocabulary():
+    from dsedge.check.accuracy import BATCH_LOGIT_BYTES, eval_batch
+
+    assert eval_batch(32, 128, 256) == 8
+    assert eval_batch(32, 128, 151936) * 128 * 151936 * 4 <= BATCH_LOGIT_BYTES
+    assert eval_batch(32, 4096, 151936) == 1 and eval_batch(3, 128, 256) == 3

@@ -151,28 +151,51 @@ def task_accuracy(fn: LogitsFn, task: list[tuple[list[int], list[int]]]) -> floa
     return hits / len(task)
 
 
+# Bytes of float32 logits one evaluation batch may hold per model: the batch shrinks with the
+# vocabulary (8 windows of 128 positions at a 32 k vocabulary, 1-2 at 152 k), so the check's memory
+# does not grow with it. The per-token arithmetic runs on chunks of positions (CHUNK_BYTES of
+# float64 per temporary), never on a whole batch's (B, W, V) in float64.
+BATCH_LOGIT_BYTES = 160 * 2**20
+CHUNK_BYTES = 16 * 2**20
+
+
+def eval_batch(windows: int, width: int, vocab: int, limit: int = 8) -> int:
+    """Windows per evaluation batch for this window width and vocabulary."""
+    return max(1, min(limit, windows, BATCH_LOGIT_BYTES // max(1, width * vocab * 4)))
+
+
 def evaluate(models: dict[str, LogitsFn], data: EvalData, reference: str | None = None,
-             batch: int = 8) -> dict[str, Metrics]:
-    """Every model on the same windows, one batch at a time (reference logits never all held)."""
+             batch: int | None = None, vocab: int | None = None) -> dict[str, Metrics]:
+    """Every model on the same windows, one batch at a time (reference logits never all held),
+    the log-softmax / KL / top-1 on chunks of positions in float64. batch: windows per batch
+    (default: eval_batch for `vocab`, or 8)."""
     nll = {k: 0.0 for k in models}
     kl = {k: [] for k in models}
     agree = {k: 0 for k in models}
     count = 0
-    for start in range(0, len(data.windows), batch):
+    n, w = data.windows.shape
+    batch = batch or (eval_batch(n, w, vocab) if vocab else 8)
+    order = ([reference] if reference else []) + [k for k in models if k != reference]
+    for start in range(0, n, batch):
         ids = data.windows[start:start + batch]                           # (B, W)
-        targets = ids[:, 1:]
-        ref_lp = None
-        for name, fn in ([(reference, models[reference])] if reference else []) + \
-                [(k, f) for k, f in models.items() if k != reference]:
-            lp = _log_softmax(fn(ids)[:, :-1].astype(np.float64))         # (B, W-1, V)
-            nll[name] -= np.take_along_axis(lp, targets[..., None], -1).sum()
-            if name == reference:
-                ref_lp = lp
-            elif ref_lp is not None:
-                kl_tok = (np.exp(ref_lp) * (ref_lp - lp)).sum(-1)          # (B, W-1)
-                kl[name].extend(kl_tok.ravel().tolist())
-                agree[name] += int((lp.argmax(-1) == ref_lp.argmax(-1)).sum())
+        targets = ids[:, 1:].reshape(-1)                                  # (B*(W-1),)
+        logits = {}
+        for name in order:
+            out = models[name](ids)[:, :-1]                               # (B, W-1, V) float32
+            logits[name] = out.reshape(-1, out.shape[-1])                 # (B*(W-1), V)
+        rows = max(1, CHUNK_BYTES // (8 * logits[order[0]].shape[-1]))
+        for lo in range(0, len(targets), rows):
+            tg, ref_lp = targets[lo:lo + rows], None
+            for name in order:
+                lp = _log_softmax(logits[name][lo:lo + rows].astype(np.float64))   # (rows, V)
+                nll[name] -= float(np.take_along_axis(lp, tg[:, None], -1).sum())
+                if name == reference:
+                    ref_lp = lp
+                elif ref_lp is not None:
+                    kl[name].extend((np.exp(ref_lp) * (ref_lp - lp)).sum(-1).tolist())
+                    agree[name] += int((lp.argmax(-1) == ref_lp.argmax(-1)).sum())
         count += targets.size
+        del logits
     out = {}
     for name, fn in models.items():
         m = Metrics(perplexity=float(np.exp(nll[name] / count)), task_accuracy=task_accuracy(fn, data.task))

@@ -25,8 +25,10 @@ from ..archs import CONFIGS, arch_for, published_config
 _DTYPE_BYTES = 2   # BF16
 
 
-def synthetic_config(name: str, layers: int | None = 2, experts: int | None = None, vocab: int | None = None) -> tuple[dict, dict]:
-    """(config.json of the cut checkpoint, the changes made to the published one)."""
+def synthetic_config(name: str, layers: int | None = 2, experts: int | None = None, vocab: int | None = None,
+                     tie: bool | None = None) -> tuple[dict, dict]:
+    """(config.json of the cut checkpoint, the changes made to the published one). tie: set
+    tie_word_embeddings (the Hugging Face layout without lm_head.weight)."""
     from .tiny import BOS, EOS, PAD
 
     cfg = {k: v for k, v in published_config(name).items() if not k.startswith("_")}
@@ -48,6 +50,9 @@ def synthetic_config(name: str, layers: int | None = 2, experts: int | None = No
     if vocab is not None and vocab < cfg["vocab_size"]:
         changes["vocab_size"] = [cfg["vocab_size"], vocab]
         cfg["vocab_size"] = vocab
+    if tie is not None and bool(cfg.get("tie_word_embeddings")) != tie:
+        changes["tie_word_embeddings"] = [cfg.get("tie_word_embeddings"), tie]
+        cfg["tie_word_embeddings"] = tie
     for key, new in (("bos_token_id", BOS), ("eos_token_id", EOS), ("pad_token_id", PAD)):
         if cfg.get(key) != new:
             changes[key] = [cfg.get(key), new]
@@ -89,7 +94,7 @@ def _tensor(name: str, shape: tuple[int, ...]):
 
 
 def write_checkpoint(name: str, out: Path, layers: int | None = 2, experts: int | None = None,
-                     vocab: int | None = None, shard_bytes: int = 2 << 30) -> Path:
+                     vocab: int | None = None, tie: bool | None = None, shard_bytes: int = 2 << 30) -> Path:
     """Write the cut, random-weight checkpoint of published configuration `name` into `out` (a new
     folder). -> out."""
     from safetensors.torch import save_file
@@ -100,7 +105,7 @@ def write_checkpoint(name: str, out: Path, layers: int | None = 2, experts: int 
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    cfg, changes = synthetic_config(name, layers, experts, vocab)
+    cfg, changes = synthetic_config(name, layers, experts, vocab, tie)
     shapes = tensor_shapes(cfg)
     shards, size = [[]], 0
     for k, s in shapes.items():           # plan the shards first: their names carry the count
@@ -135,8 +140,9 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=2, help="decoder layers to keep (0: all)")
     ap.add_argument("--experts", type=int, default=None, help="routed experts to keep (MoE)")
     ap.add_argument("--vocab", type=int, default=None, help="vocabulary to keep (default: the published one)")
+    ap.add_argument("--tie-embeddings", action="store_true", help="tied embeddings: no lm_head.weight")
     a = ap.parse_args(argv)
-    print(write_checkpoint(a.name, a.out, a.layers or None, a.experts, a.vocab))
+    print(write_checkpoint(a.name, a.out, a.layers or None, a.experts, a.vocab, True if a.tie_embeddings else None))
 
 
 if __name__ == "__main__":

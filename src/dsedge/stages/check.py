@@ -27,13 +27,15 @@ def check_stage(job, v, cache: StageCache, scratch: Path, latency: bool) -> Chec
     metrics, lat = None, None
     if job.plan.scope == "full":
         if isinstance(job.quant, ImportedConfig) and job.ref_ckpt is None:  # no original to compare with
-            metrics = evaluate({"pytorch": torch_logits(v.q_model), "onnx": v.decoder.logits}, job.data)
+            metrics = evaluate({"pytorch": torch_logits(v.q_model), "onnx": v.decoder.logits}, job.data,
+                               vocab=job.ckpt.config.vocab_size)
         else:
             src = job.ref_ckpt or job.ckpt
             ref_logits = CachedLogits(torch_logits(v.ref_model), cache,
                                       cache_key("reference_logits", src.sha256(), job.data.describe(), __version__))
             metrics = evaluate({"fp16_reference": ref_logits, "pytorch": torch_logits(v.q_model),
-                                "onnx": v.decoder.logits}, job.data, reference="fp16_reference")
+                                "onnx": v.decoder.logits}, job.data, reference="fp16_reference",
+                               vocab=job.ckpt.config.vocab_size)
             ref_logits.save(scratch)
         lat = measure_latency(v.decoder, vocab=job.ckpt.config.vocab_size) if latency else None
     v.release()

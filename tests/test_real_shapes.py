@@ -1,0 +1,60 @@
+"""Builds at the real shapes of published DeepSeek checkpoints: random weights from the published
+config.json (src/dsedge/archs/configs/), cut to 2 layers (and 4 routed experts, and an 8192-word
+vocabulary, so that three builds fit the suite's time). Full-size and every-configuration runs
+are benchmarks/real_shapes.py. Each build is the real CLI or API: it exits 0 only when the ONNX
+matches PyTorch within tolerance, greedy decoding agrees and the static TensorRT check passes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dsedge.reference.synthetic import write_checkpoint
+from tests.test_build import check_artifact
+
+pytestmark = pytest.mark.slow
+
+
+def test_v2_lite_shape_builds_with_the_readme_command(tmp_path):
+    """`dsedge build --target orin --bits 4` on DeepSeek-V2-Lite's configuration: its dense layer's
+    down_proj (in_features 10944 = 85.5 x 128) is stored at group 64, and the report says so."""
+    ckpt = write_checkpoint("deepseek-v2-lite", tmp_path / "v2lite", layers=2, experts=4, vocab=8192)
+    out = tmp_path / "int4"
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--model", str(ckpt), "--target", "orin",
+                           "--bits", "4", "-o", str(out), "--no-latency"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "report.json").read_text())
+    assert r["quantization"]["layer_fallbacks"] == [
+        {"name": "model.layers.0.mlp.down_proj", "bits": 4, "group_size": 64,
+         "why": "in_features 10944 is not a multiple of 128: group 64, the largest power of two down to 64 that divides it"}]
+    assert json.loads((out / "manifest.json").read_text())["layer_fallbacks"] == r["quantization"]["layer_fallbacks"]
+    assert "1 linear at INT4 g64" in proc.stdout
+    layers = {row["name"]: row for row in r["layers"]}
+    assert layers["model.layers.0.mlp.down_proj"]["group_size"] == 64
+    assert layers["model.layers.0.mlp.up_proj"]["group_size"] == 128
+    assert r["greedy_generation"]["agrees"] and r["tensorrt_compat"]["ok"]
+
+
+def test_tied_embeddings_build(tmp_path):
+    """A checkpoint without lm_head.weight (tie_word_embeddings, a valid Hugging Face layout) at
+    R1-Distill-Qwen-1.5B's dimensions."""
+    import dsedge
+
+    ckpt = write_checkpoint("r1-distill-qwen-1.5b", tmp_path / "tied", layers=2, vocab=8192, tie=True)
+    res = dsedge.build(ckpt, target="orin", quant=dsedge.config_from_options(bits=8), output=tmp_path / "int8",
+                       latency=False)
+    check_artifact(res, "int8")
+    assert res.report["onnx"]["kl"] < 1e-3
+
+
+def test_linear_rope_scaling_shape_builds(tmp_path):
+    """deepseek-coder-1.3b: Llama layout, multi-head (16 KV heads), linear rope scaling x4."""
+    import dsedge
+
+    ckpt = write_checkpoint("deepseek-coder-1.3b", tmp_path / "coder", layers=2, vocab=8192)
+    res = dsedge.build(ckpt, target="orin", quant=dsedge.config_from_options(bits=4), output=tmp_path / "int4",
+                       latency=False)
+    check_artifact(res, "rtn")
+    assert not res.report["quantization"]["layer_fallbacks"]
