@@ -106,6 +106,7 @@ class ArchSpec:
     linears: tuple[str, ...]        # quantized linears inside one (dense) block, relative to the block
     attention: str = "gqa"          # "gqa" (per-head K/V cache) | "mla" (compressed latent cache)
     head: str = "lm_head"           # quantized only when the method says so (quantize_lm_head)
+    embed: str = "model.embed_tokens"  # the head's weight when the embeddings are tied and no head is stored
     qkv_bias: bool = False          # q/k/v projections carry a bias (planner: stored FP16)
     moe: MoeSpec | None = None      # MoE layers replace the dense MLP linears (`linears`' "mlp.*")
     moe_linears: tuple[str, ...] = ()  # non-expert linears of an MoE block (attention)

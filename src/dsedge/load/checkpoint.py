@@ -119,12 +119,15 @@ class Checkpoint:
 
     def tensor(self, name: str):
         """One tensor, memory-mapped from its file (no other tensor is read). For an imported
-        checkpoint, a quantized linear's `.weight` is its dequantized value (float32)."""
+        checkpoint, a quantized linear's `.weight` is its dequantized value (float32). With tied
+        embeddings and no stored head (a valid Hugging Face layout), the head is the embedding."""
         pq = self.prequant
         if pq is not None and name.endswith(".weight"):
             module = name[: -len(".weight")]
             if module in pq.weights:  # int-quantized stores the int8 codes under this very name
                 return pq.weights[module].dequantize()
+        if name not in self.index and name == f"{self.spec.head}.weight" and self.raw_config.get("tie_word_embeddings"):
+            name = f"{self.spec.embed}.weight"
         return self._read(name)
 
     def _read(self, name: str):
@@ -219,7 +222,7 @@ class Checkpoint:
                 continue
             info = self.index.get(name)
             if info is None:
-                if tied and name.endswith("lm_head.weight"):
+                if tied and name == f"{self.spec.head}.weight":
                     continue
                 raise CheckpointError(f"tensor {name} is missing from {self.path}",
                                       "the checkpoint is incomplete: download it again")

@@ -12,6 +12,7 @@ GiB = 1 << 30
 # for the tiny reference build; the trace's node objects do not depend on the weights).
 BASE_BYTES = int(1.0 * GiB)
 TRUNCATED_LAYERS = 2
+EVAL_WINDOWS, EVAL_WIDTH = 32, 128   # the default eval: 32 windows of 128 tokens
 
 
 def available_memory_bytes() -> int:
@@ -45,10 +46,21 @@ class HostPlan:
     scope: str                     # "full" | "truncated"
     check_layers: int              # decoder layers the PyTorch checks run on
     n_layers: int
+    quantize_bytes: int = 0        # calibrated methods: the whole model in FP32 + the library's state
+    method: str = ""
 
     @property
     def peak_bytes(self) -> int:
-        return max(self.stream_peak_bytes, self.full_check_bytes if self.scope == "full" else self.truncated_check_bytes)
+        return max(self.stream_peak_bytes, self.quantize_bytes,
+                   self.full_check_bytes if self.scope == "full" else self.truncated_check_bytes)
+
+    def shortfall(self) -> str:
+        """What needs the memory, for the refusal."""
+        if self.quantize_bytes >= self.peak_bytes:
+            return (f"--method {self.method} calibrates the whole model in FP32: about "
+                    f"{self.quantize_bytes / GiB:.1f} GiB ({self.params / 1e9:.2f} B parameters x 4 B, plus the "
+                    "library's calibration state)")
+        return f"this build needs about {self.peak_bytes / GiB:.1f} GiB of memory"
 
     @property
     def fits(self) -> bool:
@@ -58,18 +70,20 @@ class HostPlan:
         g = lambda b: round(b / GiB, 2)
         return {"params": self.params, "stream_peak_gib": g(self.stream_peak_bytes),
                 "full_check_gib": g(self.full_check_bytes), "truncated_check_gib": g(self.truncated_check_bytes),
-                "available_gib": g(self.available_bytes),
+                "quantize_gib": g(self.quantize_bytes), "available_gib": g(self.available_bytes),
                 "check_scope": self.scope, "check_layers": self.check_layers, "layers": self.n_layers}
 
 
 def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = None,
-              budget_fraction: float = 0.7) -> HostPlan:
+              budget_fraction: float = 0.7, quant=None) -> HostPlan:
     """Streaming export peak: the largest tensor in BF16 (mmap), FP32, FP16 and codes, plus a
     1 GiB write window (onnx_ir's max in-flight bytes). The full check needs the model twice in
     FP32 (reference and fake-quantized) and the onnxruntime session; when that exceeds
     budget_fraction of what is available, the export is validated on the first
     TRUNCATED_LAYERS layers and the head (same weights), once in FP32, and accuracy is not
-    measured."""
+    measured. quant: the build's config; a calibrated method (quant.needs_model) holds the whole
+    model in FP32 while the library runs (quantize/calibrated.py), counted here with a quarter on
+    top for its copies and activations."""
     sizes = {name: math.prod(info.shape) for name, info in ckpt.index.items()}
     params = sum(sizes.values())
     largest = max(sizes.values(), default=0)
@@ -79,11 +93,20 @@ def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = N
     per_layer = (params - outside) / max(n, 1)
     t_params = int(outside + per_layer * min(n, TRUNCATED_LAYERS))
     stream = BASE_BYTES + largest * (2 + 4 + 4 + 2 + 1) + GiB
-    full = BASE_BYTES + params * (4 + 4) + int(params * onnx_bytes_per_param * 1.5) + largest * 16
+    # the accuracy check holds one batch of logits per model (reference, PyTorch, ONNX, and
+    # onnxruntime's output buffer), sized by the vocabulary (check/accuracy.py eval_batch)
+    from ..check.accuracy import eval_batch
+
+    vocab, width = int(ckpt.raw_config.get("vocab_size") or 0), EVAL_WIDTH
+    logits = 4 * eval_batch(EVAL_WINDOWS, width, max(vocab, 1)) * width * vocab * 4
+    full = BASE_BYTES + params * (4 + 4) + int(params * onnx_bytes_per_param * 1.5) + largest * 16 + logits
     # PyTorch (FP32 truncated model + one tensor in conversion) and onnxruntime (FP16 graph,
     # ~3 B/param measured on a 7B) run one after the other: the models are freed in between
     truncated = BASE_BYTES + max(t_params * 4 + largest * 4, t_params * 3)
     avail = available_memory_bytes() if available is None else available
     scope = "full" if full <= budget_fraction * avail else "truncated"
+    calibrated = quant is not None and getattr(quant, "needs_model", False)
+    quantize = BASE_BYTES + int(params * 4 * 1.25) if calibrated else 0
     return HostPlan(params, largest, stream, full, truncated, avail, scope,
-                    n if scope == "full" else min(n, TRUNCATED_LAYERS), n)
+                    n if scope == "full" else min(n, TRUNCATED_LAYERS), n, quantize,
+                    getattr(quant, "method", "") if quant is not None else "")

@@ -71,7 +71,7 @@ def load_stage(o: BuildOptions) -> Loaded:
     out = Artifact(Path(o.output) if o.output else default_output(ckpt.name, quant, tgt.name), o.overwrite)
     out.check_destination()
     ckpt.validate()
-    plan = _host_plan(ckpt, o)
+    plan = _host_plan(ckpt, o, quant)
     tokenizer = ckpt.tokenizer()
     if o.eval_path is None:  # the reference corpus: one sentence per line, trained with </s> between
         eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
@@ -82,15 +82,16 @@ def load_stage(o: BuildOptions) -> Loaded:
                   WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None)
 
 
-def _host_plan(ckpt: Checkpoint, o: BuildOptions) -> HostPlan:
-    plan = plan_host(ckpt, available=None if o.max_memory_gb is None else int(o.max_memory_gb * 2**30))
+def _host_plan(ckpt: Checkpoint, o: BuildOptions, quant: QuantConfig) -> HostPlan:
+    plan = plan_host(ckpt, available=None if o.max_memory_gb is None else int(o.max_memory_gb * 2**30), quant=quant)
     if o.check_scope != "auto":
         plan.scope = o.check_scope
         plan.check_layers = ckpt.n_layers if o.check_scope == "full" else min(ckpt.n_layers, TRUNCATED_LAYERS)
     if not plan.fits and not o.force:
         d = plan.describe()
         raise HostMemoryError(
-            f"this build needs about {plan.peak_bytes / 2**30:.1f} GiB of memory, "
-            f"this host has {d['available_gib']:.1f} GiB available",
+            f"{plan.shortfall()}, this host has {d['available_gib']:.1f} GiB available",
+            "free memory or use a bigger host (or --method rtn / int8, which stream one tensor at a time); "
+            "--force tries anyway" if plan.quantize_bytes >= plan.peak_bytes else
             "free memory or use a bigger host; --force tries anyway")
     return plan
