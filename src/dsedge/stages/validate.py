@@ -60,9 +60,8 @@ def validate_stage(job, q, exp, act_dtype: torch.dtype, scratch: Path, cache, ge
     prompts = job.data.windows[:4, :16]                                   # (4, 16)
     torch_gen = torch_greedy(q_model, torch.from_numpy(prompts), generate_tokens)
     if not full:
-        del q_model, ref_model
-        gc.collect()
         q_model = ref_model = None
+        gc.collect()
     decoder = OnnxDecoder(checked_onnx)
     atol, rtol = TOLERANCE[check_dtype]
     fidelity = compare_with(decoder, *steps, atol, rtol)
