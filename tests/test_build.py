@@ -124,3 +124,21 @@ def test_missed_budget_exits_1_unless_accepted(tmp_path):
     ok = subprocess.run(base + ["--no-budget-fail", "-o", str(tmp_path / "b")], capture_output=True, text=True,
                         timeout=600)
     assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.slow
+def test_truncated_scope_validates_the_first_layers_and_says_so(tmp_path):
+    """What a big checkpoint gets on a small host: the export validated on its first 2 layers and
+    the head (the same weights, exported the same way), no accuracy or latency, and the report
+    saying which graph was checked and why accuracy is missing."""
+    import dsedge
+
+    res = dsedge.build(None, quant=dsedge.config_from_options(bits=4), output=tmp_path / "t", check_scope="truncated")
+    r = res.report
+    assert r["host_plan"]["check_scope"] == "truncated" and r["host_plan"]["check_layers"] == 2
+    assert r["graph_checked"]["file"].startswith("model.onnx truncated to its first 2 of 4 layers")
+    assert r["onnx"] is None and r["host_latency"] is None and "accuracy and host latency were not measured" in r["accuracy_skipped"]
+    fid = r["export_fidelity"]
+    assert fid["max_abs_diff"] <= fid["atol"] + fid["rtol"] * fid["max_abs_logit"] and r["greedy_generation"]["agrees"]
+    assert r["tensorrt_compat"]["ok"] and len(r["layers"]) == r["quantization"]["quantized_linears"]
+    assert (res.manifest["check"]["scope"], res.manifest["check"]["layers"]) == ("truncated", 2)
