@@ -54,3 +54,20 @@ def test_unsupported_quantization_config_is_named(ckpt_copy):
     with pytest.raises(UsageError, match="bitsandbytes") as e:
         open_checkpoint(ck_dir)
     assert "gptq" in e.value.fix or "gptq" in e.value.problem  # names what is supported
+
+
+def test_config_keys_transformers_ignores_are_noted(tmp_path):
+    """R1-0528-Qwen3-8B's published YaRN key `attn_factor` is not read by transformers (it reads
+    `attention_factor`): the checkpoint says so instead of the warning vanishing under dsedge's
+    quiet logging."""
+    import transformers
+
+    from dsedge.reference.synthetic import write_checkpoint
+
+    transformers.logging.set_verbosity_error()   # as a build sets it
+    ck = open_checkpoint(write_checkpoint("r1-0528-qwen3-8b", tmp_path / "q3", layers=1, vocab=1024))
+    ck.config
+    assert len(ck.config_notes) == 1 and "attn_factor" in ck.config_notes[0]
+    plain = open_checkpoint(reference.checkpoint_path("qwen3-tiny"))
+    plain.config
+    assert plain.config_notes == []

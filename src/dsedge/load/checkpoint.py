@@ -44,6 +44,7 @@ class Checkpoint:
     weight_files: list[Path]
     allow_pickle: bool = False
     _hash: str | None = field(default=None, repr=False)
+    config_notes: list[str] = field(default_factory=list)   # what transformers said of config.json
     _prequant: Prequant | None = field(default=None, repr=False)   # parsed at open, bound on first use
 
     @property
@@ -57,7 +58,13 @@ class Checkpoint:
     @cached_property
     def config(self):
         from transformers import AutoConfig
-        cfg = AutoConfig.from_pretrained(self.path)
+
+        with _rope_warnings() as heard:
+            cfg = AutoConfig.from_pretrained(self.path)
+        # config.json keys transformers does not read (e.g. R1-0528-Qwen3-8B's YaRN `attn_factor`):
+        # the exported graph follows transformers, so the build says what was ignored
+        self.config_notes = [f"config.json: {m} (transformers ignores them; the graph follows transformers)"
+                             for m in heard]
         if hasattr(cfg, "quantization_config"):  # imported by dsedge: the architecture is the plain model's
             del cfg.quantization_config
         return cfg
@@ -365,3 +372,25 @@ def _require_transformers(spec: ArchSpec) -> None:
     if as_tuple(have) < as_tuple(spec.min_transformers):
         raise CheckpointError(f"{spec.name} needs transformers >= {spec.min_transformers}; {have} is installed",
                               f"pip install 'transformers>={spec.min_transformers}'")
+
+
+class _rope_warnings:
+    """Collects transformers' warnings about rope parameters while a config loads, whatever the
+    library's verbosity (dsedge sets it to errors), without printing them."""
+
+    def __enter__(self) -> list[str]:
+        import logging
+
+        self.log = logging.getLogger("transformers.modeling_rope_utils")
+        self.saved = self.log.level, self.log.propagate
+        self.heard: list[str] = []
+        self.handler = logging.Handler()
+        self.handler.emit = lambda record: self.heard.append(record.getMessage())
+        self.log.addHandler(self.handler)
+        self.log.setLevel(logging.WARNING)
+        self.log.propagate = False
+        return self.heard
+
+    def __exit__(self, *exc) -> None:
+        self.log.removeHandler(self.handler)
+        self.log.level, self.log.propagate = self.saved

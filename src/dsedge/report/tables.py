@@ -30,7 +30,8 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         else "{:.0%} identical, parted with margin {:.3g}: DISAGREES").format(
             gen["matching_fraction"], gen["worst_margin_at_divergence"])
     rows = [
-        ("model", f"{r['model']['name']} ({r['model']['architecture']})"),
+        ("model", f"{r['model']['name']} ({r['model']['architecture']})"
+                  + "".join(f"; {n}" for n in r["model"].get("config_notes") or [])),
         ("quantization", r["quantization"]["label"] + _fallbacks(r["quantization"].get("layer_fallbacks"))),
         ("target", f"{r['target']['name']} (TensorRT {r['target']['tensorrt']})"),
         ("size", f"{r['size_mb']:.2f} MB"),

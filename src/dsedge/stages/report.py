@@ -66,7 +66,7 @@ def build_report(job, q, exp, v, checked, times: dict, staging: Path) -> dict:
     r = {
         "dsedge_version": __version__,
         "model": {"name": ckpt.name, "architecture": ckpt.architecture, "reference_checkpoint": job.is_reference,
-                  "layers": ckpt.n_layers, "params": plan.params},
+                  "layers": ckpt.n_layers, "params": plan.params, "config_notes": ckpt.config_notes},
         # identity of what was quantized, so that `dsedge gate` can refuse to compare unrelated builds
         "source": {"name": ckpt.name, "sha256": ckpt.sha256()},
         "quantization": {**quant.to_dict(), "label": quant.label(), "quantized_linears": len(qres.weights),
