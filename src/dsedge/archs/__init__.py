@@ -52,10 +52,22 @@ def by_reference(name: str) -> ArchSpec:
     raise KeyError(name)
 
 
+def truncated_config(config, layers: int):
+    """A copy of a transformers config with only its first `layers` decoder layers."""
+    import copy
+
+    cfg = copy.deepcopy(config)
+    cfg.num_hidden_layers = layers
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = cfg.layer_types[:layers]
+    return cfg
+
+
 def published_config(short_name: str) -> dict:
     """A published config.json shipped in archs/configs/ (real dimensions, rope settings)."""
     return json.loads((CONFIGS / f"{short_name}.json").read_text())
 
 
 __all__ = ["ArchSpec", "MoeSpec", "Reference", "Smoothing", "REGISTRY", "FAMILIES", "CONFIGS", "supported",
-           "arch_for", "by_reference", "published_config"]
+           "arch_for", "by_reference", "published_config",
+           "truncated_config"]

@@ -152,6 +152,13 @@ class ArchSpec:
                 out += self.moe.expert_names(cfg, i, self.layers_prefix)
         return out
 
+    def layer_kind(self, cfg: dict, i: int) -> tuple:
+        """What makes decoder layer i's graph differ from another's besides its weights: an MoE
+        block or a dense one, and its attention type (config.json's `layer_types`: sliding
+        window or full). Layers of one kind export to one graph (export/assemble.py)."""
+        types = cfg.get("layer_types") or ()
+        return (self.moe is not None and self.moe.is_moe_layer(cfg, i), types[i] if i < len(types) else None)
+
     def cache_layout(self, cfg) -> tuple[tuple[str, int, int], ...]:
         """(kind, heads, last dim) of the two cache tensors of one layer. `cfg`: a transformers
         config (attributes) or config.json (a dict)."""

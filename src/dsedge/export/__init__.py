@@ -13,6 +13,8 @@ import torch
 
 from ..errors import DsedgeError
 from .contract import TOLERANCE, DecoderContract
+from ..archs import arch_for, truncated_config
+from .assemble import Uncuttable, assemble, depth_plan
 from .trace import PARAM_PREFIX, trace_decoder
 from .weights import buffers_of, fill_weights
 
@@ -29,11 +31,12 @@ class ExportResult:
     ops: dict[str, int] = field(default_factory=dict)
     initializers: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    traced_layers: int = 0          # layers traced; the others are copies of them (export/assemble.py)
+    traced_whole: str | None = None  # why the graph could not be assembled, when it was traced whole
 
 
-def _optimize_structure(model) -> list:
-    """Run onnxscript's optimizer with the parameters detached as graph inputs; return them,
-    detached (no data, not yet initializers) for `fill_weights`.
+def _optimize(model) -> None:
+    """Run onnxscript's optimizer with the parameters detached as graph inputs, and leave them so.
 
     The constant folder reads every constant input of every node (onnxscript 0.7,
     _constant_folding.process_node) before it looks at sizes, which would read and quantize
@@ -43,32 +46,68 @@ def _optimize_structure(model) -> list:
     import onnxscript
 
     graph = model.graph
-    params = [v for v in graph.initializers.values() if v.const_value is None]
-    for v in params:
+    for v in [v for v in graph.initializers.values() if v.const_value is None]:
         graph.initializers.pop(v.name)
         graph.inputs.append(v)
     onnxscript.optimizer.optimize(model)
-    for v in params:
-        graph.inputs.remove(v)
-    return params
 
 
-def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
-                path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET,
-                act_scales: Mapping[str, float] | None = None, cache=None) -> ExportResult:
-    """Write `path` (+ `path.data` over 2 GB), one tensor in memory at a time; check it.
-    cache: a dsedge.cache.StageCache for the weight-independent trace (see trace_decoder)."""
-    import onnx
+def _traced(config, dtype, opset, cache):
+    """The optimized trace of `config`, its parameters as graph inputs (data-less)."""
     import onnx_ir as ir
 
-    t0 = time.perf_counter()
-    model, _ = trace_decoder(config, dtype, opset, cache)
+    model, contract = trace_decoder(config, dtype, opset, cache)
     buffers = buffers_of(config)
     for name, v in model.graph.initializers.items():  # the trace's meta tensors carry no data
         key = name.removeprefix(PARAM_PREFIX)
         v.const_value = None if key not in buffers else ir.Tensor(
             buffers[key].to(torch.float16 if v.dtype == ir.DataType.FLOAT16 else torch.float32).numpy(), name=name)
-    params = _optimize_structure(model)
+    _optimize(model)
+    return model, contract
+
+
+def _structure(config, dtype, opset, cache, assembled: bool = True) -> tuple:
+    """-> (graph without weights, its parameters detached, layers traced, why traced whole).
+    The first few layers are traced and the rest assembled from them (export/assemble.py)."""
+    import onnx_ir as ir
+
+    spec = arch_for(config)
+    n = config.num_hidden_layers
+    cfg = config.to_dict()
+    k, template = depth_plan([spec.layer_kind(cfg, i) for i in range(n)])
+    full = DecoderContract.from_config(config)
+    whole = None
+    if template and assembled:
+        model, traced = _traced(truncated_config(config, k), dtype, opset, cache)
+        try:
+            proto = assemble(ir.serde.serialize_model(model), traced, full, template,
+                             PARAM_PREFIX + spec.layers_prefix)
+            model = ir.serde.deserialize_model(proto)
+        except Uncuttable as e:
+            whole, k = str(e), n
+    else:
+        k = n
+    if k == n:
+        model, _ = _traced(config, dtype, opset, cache)
+    graph = model.graph
+    keep = set(full.input_names)
+    params = [v for v in graph.inputs if v.name not in keep]
+    for v in params:
+        graph.inputs.remove(v)
+    return model, params, k, whole
+
+
+def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
+                path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET,
+                act_scales: Mapping[str, float] | None = None, cache=None, assembled: bool = True) -> ExportResult:
+    """Write `path` (+ `path.data` over 2 GB), one tensor in memory at a time; check it.
+    cache: a dsedge.cache.StageCache for the weight-independent trace (see trace_decoder).
+    assembled: trace the first layers and copy them (export/assemble.py); False traces every layer."""
+    import onnx
+    import onnx_ir as ir
+
+    t0 = time.perf_counter()
+    model, params, traced, whole = _structure(config, dtype, opset, cache, assembled)
     counts = fill_weights(model, params, tensor, qweights, qspec, act_scales)
     model.producer_name = "dsedge"
     size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
@@ -86,7 +125,7 @@ def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping
     onnx.checker.check_model(str(path), full_check=False)
     ops = Counter(node.op_type for node in model.graph)
     return ExportResult(path, str(dtype).removeprefix("torch."), opset, external, dict(sorted(ops.items())),
-                        counts, time.perf_counter() - t0)
+                        counts, time.perf_counter() - t0, traced, whole)
 
 
 __all__ = ["export_onnx", "ExportResult", "DecoderContract", "TOLERANCE", "OPSET"]

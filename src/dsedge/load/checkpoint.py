@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..archs import ArchSpec, arch_for, supported
+from ..archs import ArchSpec, arch_for, supported, truncated_config
 from .prequant import Prequant
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -168,13 +168,7 @@ class Checkpoint:
 
     def truncated_config(self, layers: int):
         """config with only the first `layers` decoder layers (same weights for those)."""
-        import copy
-
-        cfg = copy.deepcopy(self.config)
-        cfg.num_hidden_layers = layers
-        if getattr(cfg, "layer_types", None):
-            cfg.layer_types = cfg.layer_types[:layers]
-        return cfg
+        return truncated_config(self.config, layers)
 
     def load_model(self, dtype=None, layers: int | None = None):
         """The model in PyTorch (eval mode), weights from safetensors unless pickle is allowed.
