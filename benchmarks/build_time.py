@@ -14,6 +14,11 @@ high-water mark), each build through the same `dsedge.build` the CLI calls, with
 host latency, so its peak RSS is its own. ru_maxrss is a high-water mark: "peak RSS" after a stage
 is the peak reached by the end of it. "planner" is the host plan's prediction for the scope the
 build chose (report.json host_plan), and the ratio is measured / predicted.
+
+This is also the real-shapes suite: the closing table has one row per configuration and width,
+and the script exits 1 unless every build passed (a build exits 0 only when its ONNX matches
+PyTorch within tolerance), greedy decoding agreed, the static TensorRT check passed and the
+planner's peak was within 15 % of the measured one.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ import time
 from pathlib import Path
 
 DEFAULT_MODELS = "reference,r1-distill-qwen-1.5b"
+PLANNER_WITHIN = 0.15
+ROWS: list[dict] = []
 
 
 def _child(model: str | None, bits: int, out: str) -> None:
@@ -66,9 +73,16 @@ def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path) ->
     shutil.rmtree(out, ignore_errors=True)
     if r.returncode:
         print(f"{label} --bits {bits}: FAILED (exit {r.returncode})\n{r.stderr[-3000:]}", flush=True)
+        ROWS.append({"model": label, "bits": bits, "ok": False, "why": f"build exit {r.returncode}"})
         return None
     res = json.loads(r.stdout.strip().splitlines()[-1])
     peak = max(m["peak_rss_mb"] for m in res["stages"].values())
+    ratio = peak / 1024 / res["predicted_gib"]
+    why = [w for w, bad in (("greedy disagrees", not res["greedy_agrees"]), ("TensorRT check fails", not res["tensorrt_ok"]),
+                            (f"planner off by {ratio - 1:+.0%}", abs(ratio - 1) > PLANNER_WITHIN)) if bad]
+    ROWS.append({"model": label, "bits": bits, "ok": not why, "why": ", ".join(why), "peak_gib": peak / 1024,
+                 "predicted_gib": res["predicted_gib"], "ratio": ratio, "fidelity": res["fidelity"],
+                 "seconds": sum(m["seconds"] for m in res["stages"].values())})
     ppl = "n/a (truncated check)" if res["ppl_change_pct"] is None else f"{res['ppl_change_pct']:+.2f} %"
     print(f"\n{label}, --bits {bits}: {time.perf_counter() - t:.0f} s with start-up, ONNX {res['size_mb'] / 1e3:.2f} GB, "
           f"check scope {res['scope']}, ppl change {ppl}; peak RSS {peak / 1024:.2f} GiB = "
@@ -137,6 +151,18 @@ def main() -> None:
                   f"{time.perf_counter() - t:.0f} s", flush=True)
             for b in bits:
                 run(name, str(folder), b, size, tmp)
+    print(f"\n{'configuration':<24}{'bits':>5}{'build s':>9}{'peak GiB':>10}{'planner':>9}{'ratio':>7}"
+          f"{'ONNX-PT':>10}  result")
+    for r in ROWS:
+        if "ratio" in r:
+            print(f"{r['model']:<24}{r['bits']:>5}{r['seconds']:>9.0f}{r['peak_gib']:>10.2f}{r['predicted_gib']:>9.2f}"
+                  f"{r['ratio']:>7.2f}{r['fidelity']:>10.3g}  {'pass' if r['ok'] else 'FAIL: ' + r['why']}")
+        else:
+            print(f"{r['model']:<24}{r['bits']:>5}{'':>45}  FAIL: {r['why']}")
+    failed = sum(not r["ok"] for r in ROWS)
+    print(f"{len(ROWS) - failed} of {len(ROWS)} builds pass (ONNX within tolerance, greedy agrees, TensorRT "
+          f"check, planner within {PLANNER_WITHIN:.0%})")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Builds at the real shapes of published DeepSeek checkpoints: random weights from the published
 config.json (src/dsedge/archs/configs/), cut to 2 layers (and 4 routed experts, and an 8192-word
 vocabulary, so that three builds fit the suite's time). Full-size and every-configuration runs
-are benchmarks/real_shapes.py. Each build is the real CLI or API: it exits 0 only when the ONNX
+are benchmarks/build_time.py. Each build is the real CLI or API: it exits 0 only when the ONNX
 matches PyTorch within tolerance, greedy decoding agrees and the static TensorRT check passes."""
 from __future__ import annotations
 
@@ -58,3 +58,19 @@ def test_linear_rope_scaling_shape_builds(tmp_path):
                        latency=False)
     check_artifact(res, "rtn")
     assert not res.report["quantization"]["layer_fallbacks"]
+
+
+def test_chat_template_eval_on_an_r1_distill_shape(tmp_path):
+    """`--chat-template` on an R1-Distill-Qwen-7B-shaped folder (its tokenizer carries the R1 turn
+    structure): the eval text is measured as R1 prompts, and the report says so."""
+    ckpt = write_checkpoint("r1-distill-qwen-7b", tmp_path / "r1", layers=2, vocab=8192)
+    text = tmp_path / "eval.txt"
+    text.write_text("\n".join(f"the {w} sat on the mat and looked at the {v}" for w in ("cat", "dog", "owl")
+                              for v in ("sun", "moon", "rain", "snow", "sea")) * 4)
+    out = tmp_path / "int8"
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--model", str(ckpt), "--bits", "8",
+                           "--eval", str(text), "--chat-template", "-o", str(out), "--no-latency"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "report.json").read_text())
+    assert r["eval"]["line_separator"] == "chat" and r["eval"]["windows"] >= 1

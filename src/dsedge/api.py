@@ -40,7 +40,8 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
           calib_spec: str | Path | None = None, allow_pickle: bool = False, overwrite: bool = False,
           targets_dir: Path | None = None, latency: bool = True, generate_tokens: int = 16, force: bool = False,
           check_scope: str = "auto", use_cache: bool = True, max_memory_gb: float | None = None,
-          budgets: list[str] | tuple[str, ...] = (), build_engine: bool = True, stage: StageHook | None = None) -> BuildResult:
+          budgets: list[str] | tuple[str, ...] = (), build_engine: bool = True, chat_template: bool | None = None,
+          stage: StageHook | None = None) -> BuildResult:
     """Load, quantize, export to ONNX, validate against PyTorch, check accuracy; write an artifact.
     The options are dsedge.options.BuildOptions' (see there); `stage`: optional hook, called as
     `with stage(name):` around each of STAGES (progress bars)."""
@@ -55,16 +56,19 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     from .stages.report import write_artifact
     from .stages.validate import validate_stage
 
-    o = BuildOptions(model, target, quant, output, eval_path, dtype, eval_separator, reference_model, calib_spec,
-                     allow_pickle, overwrite, targets_dir, latency, generate_tokens, force, check_scope, use_cache,
-                     max_memory_gb, tuple(budgets), build_engine)
+    o = BuildOptions(model=model, target=target, quant=quant, output=output, eval_path=eval_path, dtype=dtype,
+                     eval_separator=eval_separator, reference_model=reference_model, calib_spec=calib_spec,
+                     allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir, latency=latency,
+                     generate_tokens=generate_tokens, force=force, check_scope=check_scope, use_cache=use_cache,
+                     max_memory_gb=max_memory_gb, budgets=tuple(budgets), build_engine=build_engine,
+                     chat_template=chat_template)
     cache, times, started = StageCache(enabled=use_cache), {}, time.perf_counter()
     timed = _timer(stage, times)
     _quiet_libraries()
     with timed("load"):
         job = load_stage(o)
     with timed("quantize"):
-        q = quantize_stage(job, calib_spec)
+        q = quantize_stage(job, calib_spec, chat_template)
     with job.out as staging, torch.no_grad(), tempfile.TemporaryDirectory(
             dir=staging.parent, prefix=f".{job.out.path.name}.check-") as scratch:
         with timed("export"):

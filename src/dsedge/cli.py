@@ -75,6 +75,7 @@ def build(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
     eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
+    chat_template: Optional[bool] = typer.Option(None, "--chat-template/--no-chat-template", help="Render calibration records and --eval lines through the tokenizer's chat template (R1: <think> turns); default: the calibration recipe's chat_template, plain eval text."),
     dtype: str = typer.Option("float16", "--dtype", help="Activation dtype of the graph: float16 (TensorRT) or float32."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load pytorch_model.bin files (pickle can run code)."),
@@ -106,7 +107,7 @@ def build(
                             allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
                             max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
-                            stage=stage)
+                            chat_template=chat_template, stage=stage)
         if res.report.get("reused_stages"):
             console.print(f"reused from cache: {', '.join(res.report['reused_stages'])} (--no-cache to redo)",
                           highlight=False)

@@ -32,6 +32,7 @@ class BuildOptions:
     max_memory_gb: float | None = None
     budgets: tuple[str, ...] = ()
     build_engine: bool = True
+    chat_template: bool | None = None       # calibration and eval text through the tokenizer's chat template
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

@@ -121,3 +121,24 @@ def test_eval_batch_shrinks_with_the_vocabulary():
     assert eval_batch(32, 128, 256) == 8
     assert eval_batch(32, 128, 151936) * 128 * 151936 * 4 <= BATCH_LOGIT_BYTES
     assert eval_batch(32, 4096, 151936) == 1 and eval_batch(3, 128, 256) == 3
+
+
+def test_chat_separator_renders_each_line_as_an_r1_user_turn(tmp_path):
+    """--chat-template: each eval line becomes BOS <｜User｜>line<｜Assistant｜><think>\\n, as DeepSeek-R1's
+    template renders a prompt; a tokenizer without a chat template is a usage error naming the fix."""
+    from dsedge import reference
+    from dsedge.check.accuracy import tokenize_lines
+    from dsedge.load import open_checkpoint
+    from dsedge.reference.synthetic import R1_CHAT_TEMPLATE
+
+    tok = open_checkpoint(reference.checkpoint_path("qwen2-tiny")).tokenizer()
+    with pytest.raises(UsageError, match="no chat template") as e:
+        tokenize_lines(tok, "the cat\n", "chat")
+    assert "--chat-template" in e.value.fix
+    tok.chat_template = R1_CHAT_TEMPLATE
+    ids = tokenize_lines(tok, "the cat\n\nsat down\n", "chat")
+    turns = [tok.apply_chat_template([{"role": "user", "content": x}], tokenize=False, add_generation_prompt=True)
+             for x in ("the cat", "sat down")]
+    assert turns[0].startswith(tok.bos_token + "<｜User｜>the cat<｜Assistant｜><think>")
+    assert ids == sum((tok(t, add_special_tokens=False)["input_ids"] for t in turns), [])
+    assert ids.count(tok.bos_token_id) == 2                 # one BOS per conversation, none doubled

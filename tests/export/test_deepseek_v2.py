@@ -8,6 +8,8 @@ import math
 import subprocess
 import sys
 
+import numpy as np
+
 import onnx
 import pytest
 import torch
@@ -260,3 +262,36 @@ def test_q_lora_form_exports_and_matches_pytorch(tmp_path):
     fid = validate_export(OnnxDecoder(res.path), model, *TOLERANCE[torch.float32])
     assert fid.max_abs_diff <= fid.atol + fid.rtol * fid.max_abs_logit
     assert math.isfinite(fid.max_abs_diff)
+
+
+def test_expert_weights_count_towards_external_data(tmp_path, monkeypatch):
+    """The experts' weights live in their If branches: the 2 GB protobuf limit is checked on every
+    graph's initializers, not the main graph's alone (V2-Lite: 7.1 of its 8.2 GiB are experts)."""
+    import onnx
+
+    import dsedge.export as export
+    from dsedge import reference
+    from dsedge.check.session import OnnxDecoder
+    from dsedge.engine.graph import graphs
+    from dsedge.load import open_checkpoint
+
+    from dsedge.quantize import Int4WeightOnlyConfig, WeightSource, quantize_model
+
+    ckpt = open_checkpoint(reference.checkpoint_path("deepseek-v2-tiny"))
+    source = WeightSource(lambda k: ckpt.tensor(k).float())
+    q = quantize_model(Int4WeightOnlyConfig(group_size=32), source, ckpt.spec, ckpt.n_layers,
+                       lambda n: ckpt.index[f"{n}.weight"].shape[1], None, ckpt.raw_config)
+
+    def export_to(name):
+        return export.export_onnx(ckpt.config, source.tensor, q.weights, q.spec, tmp_path / name, torch.float32)
+
+    first = export_to("a.onnx")
+    g = onnx.load(str(first.path)).graph
+    main = sum(i.ByteSize() for i in g.initializer)
+    branches = sum(i.ByteSize() for sub in graphs(g) if sub is not g for i in sub.initializer)
+    assert not first.external_data and branches > main / 2
+    monkeypatch.setattr(export, "EXTERNAL_DATA_OVER", main + branches // 2)   # over it only with the branches
+    res = export_to("b.onnx")
+    assert res.external_data and (tmp_path / "b.onnx.data").stat().st_size > branches / 2
+    ids = np.arange(4, 12, dtype=np.int64).reshape(1, 8)
+    np.testing.assert_array_equal(OnnxDecoder(res.path).logits(ids), OnnxDecoder(first.path).logits(ids))

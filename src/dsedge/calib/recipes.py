@@ -184,7 +184,7 @@ def _tokens(src: SourceText, tokenizer, recipe: Recipe) -> tuple[list[int], int]
     """Token stream of the records in order, stopping once READ_FACTOR x samples x seq_len are read."""
     if recipe.chat_template and not getattr(tokenizer, "chat_template", None):
         raise UsageError("the calibration recipe sets chat_template: on, but this tokenizer has no chat template",
-                         "set chat_template: off in the recipe (or --calib-chat-template off), or use a "
+                         "set chat_template: off in the recipe (or --no-chat-template), or use a "
                          "checkpoint whose tokenizer_config.json defines chat_template")
     budget = READ_FACTOR * recipe.samples * recipe.seq_len
     ids: list[int] = []

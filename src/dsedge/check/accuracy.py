@@ -65,7 +65,7 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
     return EvalData(windows, task, str(text_path), h.hexdigest(), window, separator)
 
 
-SEPARATORS = ("newline", "eos")
+SEPARATORS = ("newline", "eos", "chat")
 
 
 def tokenize_lines(tokenizer, text: str, separator: str = "newline") -> list[int]:
@@ -73,10 +73,25 @@ def tokenize_lines(tokenizer, text: str, separator: str = "newline") -> list[int
     "newline": the tokenizer's own ids for "\n" (continuous text such as wikitext); a tokenizer
     that encodes "\n" as nothing (word-level ones) gets EOS instead;
     "eos": the EOS token, for files holding one independent document per line (the reference
-    corpus, whose models were trained with </s> between sentences)."""
+    corpus, whose models were trained with </s> between sentences);
+    "chat" (--chat-template): each line is one user turn rendered by the tokenizer's chat template
+    with its generation prompt (R1: "<｜begin▁of▁sentence｜><｜User｜>line<｜Assistant｜><think>\n"),
+    the template's own BOS and markers kept, one conversation after another."""
     if separator not in SEPARATORS:
         raise UsageError(f"separator {separator!r} is not one of {', '.join(SEPARATORS)}",
                          "use --eval-separator newline (continuous text) or eos (one document per line)")
+    if separator == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise UsageError("--chat-template is set, but this tokenizer has no chat template",
+                             "drop --chat-template, or use a checkpoint whose tokenizer_config.json defines "
+                             "chat_template")
+        ids: list[int] = []
+        for line in text.splitlines():
+            if line.strip():
+                turn = tokenizer.apply_chat_template([{"role": "user", "content": line}], tokenize=False,
+                                                     add_generation_prompt=True)
+                ids += tokenizer(turn, add_special_tokens=False)["input_ids"]
+        return ids
     eos = getattr(tokenizer, "eos_token_id", None)
     sep = tokenizer("\n", add_special_tokens=False)["input_ids"] if separator == "newline" else []
     if not sep and eos is not None:

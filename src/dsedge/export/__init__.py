@@ -110,7 +110,8 @@ def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping
     model, params, traced, whole = _structure(config, dtype, opset, cache, assembled)
     counts = fill_weights(model, params, tensor, qweights, qspec, act_scales)
     model.producer_name = "dsedge"
-    size = sum(v.const_value.nbytes for v in model.graph.initializers.values())
+    # every graph's: MoE experts keep their weights in their If branches
+    size = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values())
     external = size >= EXTERNAL_DATA_OVER
     path = Path(path)
     try:

@@ -24,6 +24,16 @@ from ..archs import CONFIGS, arch_for, published_config
 
 _DTYPE_BYTES = 2   # BF16
 
+# The turn structure of DeepSeek-R1's chat template (tokenizer_config.json of the R1 distills):
+# BOS, system text, "<｜User｜>" turns, "<｜Assistant｜>" turns closed by EOS, and a generation
+# prompt that opens the reasoning block, "<｜Assistant｜><think>\n". Reduced: no tool calls, and the
+# markers are plain text to the tiny tokenizer (special tokens in the real one).
+R1_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}"
+    "{% elif m['role'] == 'user' %}<｜User｜>{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}<｜Assistant｜>{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}")
+
 
 def synthetic_config(name: str, layers: int | None = 2, experts: int | None = None, vocab: int | None = None,
                      tie: bool | None = None) -> tuple[dict, dict]:
@@ -129,6 +139,10 @@ def write_checkpoint(name: str, out: Path, layers: int | None = 2, experts: int 
     tok = build_tokenizer(family)
     assert tok.get_vocab_size() <= cfg["vocab_size"], "the tiny tokenizer must fit the vocabulary"
     save_tokenizer(tok, family, out)
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    tok_cfg["chat_template"] = R1_CHAT_TEMPLATE
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2, sort_keys=True) + "\n")
+    changes["chat_template"] = "DeepSeek-R1's turn structure, reduced (synthetic.R1_CHAT_TEMPLATE)"
     (out / "synthetic.json").write_text(json.dumps(changes, indent=2) + "\n")
     return out
 

@@ -77,6 +77,8 @@ def load_stage(o: BuildOptions) -> Loaded:
         eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
     else:
         eval_file, task_file, sep = Path(o.eval_path), None, o.eval_separator
+    if o.chat_template:   # each line one user turn, as the chat model sees a prompt
+        sep = "chat"
     data = load_eval(tokenizer, eval_file, task_file, separator=sep)
     return Loaded(ckpt, ref_ckpt, is_reference, quant, tgt, out, plan, tokenizer, data,
                   WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None)

@@ -23,15 +23,16 @@ class Quantized:
     calib: CalibData | None
 
 
-def quantize_stage(job, calib_spec) -> Quantized:
-    """job: the load stage's Loaded."""
+def quantize_stage(job, calib_spec, chat_template: bool | None = None) -> Quantized:
+    """job: the load stage's Loaded. chat_template: render the calibration records through the
+    tokenizer's chat template (None: as the recipe says)."""
     ckpt, quant, source = job.ckpt, job.quant, job.source
     calib = None
     if quant.needs_model:
         # Calibrated methods need the whole model (FP32 on FP16-rounded weights, its own copy:
         # the library edits it) and calibration data; peak memory is that model plus one
         # layer's calibration activations (see quantize/backends/llmcompressor.py).
-        calib = resolve_calibration(calib_spec, job.tokenizer)
+        calib = resolve_calibration(calib_spec, job.tokenizer, chat_template=chat_template)
         source.model = lambda: round_to_fp16(ckpt.load_model(torch.float32))
     if isinstance(quant, ImportedConfig):  # nothing to quantize: the codes come from the checkpoint
         qres = QuantResult(quant, ckpt.prequant.weights)
