@@ -67,10 +67,10 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     _quiet_libraries()
     with timed("load"):
         job = load_stage(o)
-    with timed("quantize"):
-        q = quantize_stage(job, calib_spec, chat_template)
-    with job.out as staging, torch.no_grad(), tempfile.TemporaryDirectory(
-            dir=staging.parent, prefix=f".{job.out.path.name}.check-") as scratch:
+    with job.out as staging, torch.no_grad(), tempfile.TemporaryDirectory(   # holds -o's lock until the end
+            dir=staging.parent, prefix=f".{job.out.path.name}.check-{os.getpid()}-") as scratch:
+        with timed("quantize"), torch.enable_grad():
+            q = quantize_stage(job, calib_spec, chat_template)
         with timed("export"):
             exported = export_stage(job, q, dtype, staging, cache)
         cache_export(cache, exported, staging)
@@ -81,7 +81,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         with timed("engine"):
             compat, engine = engine_stage(staging, job.target, targets_dir, build=build_engine)
         report, manifest = write_artifact(staging, job, q, exported, v, checked, compat, engine, cache.reused,
-                                          times, started)
+                                          job.out.notes + cache.notes, times, started)
     return BuildResult(job.out.path, report, manifest)
 
 

@@ -108,6 +108,8 @@ def build(
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
                             max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
                             chat_template=chat_template, stage=stage)
+        for note in res.report.get("housekeeping", []):
+            console.print(note, highlight=False, soft_wrap=True)
         if res.report.get("reused_stages"):
             console.print(f"reused from cache: {', '.join(res.report['reused_stages'])} (--no-cache to redo)",
                           highlight=False)

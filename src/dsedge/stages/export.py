@@ -27,16 +27,17 @@ def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Export
     ckpt, quant, act_dtype = job.ckpt, job.quant, getattr(torch, dtype)
     key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__,
                     q.calib.describe() if q.calib else None)
-    entry = cache.get("export", key)
-    if entry:
-        exp = ExportResult(path=staging / "model.onnx", **cache.restore(entry, staging, "export"))
+    entry = cache.get("export", key, verify=False)        # restore() verifies every byte it copies
+    meta = cache.restore(entry, staging, "export") if entry else None
+    if meta is not None:
+        exp = ExportResult(path=staging / "model.onnx", **meta)
     else:
         exp = export_onnx(ckpt.config, q.weights_of, q.qweights, q.result.spec, staging / "model.onnx", act_dtype,
                           act_scales=q.result.act_scales, cache=cache)
     for f in TOKENIZER_FILES + CONFIG_FILES:
         if (ckpt.path / f).exists():
             shutil.copy2(ckpt.path / f, staging / f)
-    return Exported(exp, key, bool(entry))
+    return Exported(exp, key, meta is not None)
 
 
 def cache_export(cache: StageCache, exported: Exported, staging: Path) -> None:

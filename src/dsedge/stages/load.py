@@ -68,8 +68,19 @@ def load_stage(o: BuildOptions) -> Loaded:
         raise UsageError("--reference is for imported (already quantized) checkpoints",
                          "drop --reference: dsedge quantizes --model itself and compares with it")
     tgt = apply_budget_overrides(find_target(o.target, o.targets_dir), o.budgets)
-    out = Artifact(Path(o.output) if o.output else default_output(ckpt.name, quant, tgt.name), o.overwrite)
+    inputs = [ckpt.path, ref_ckpt.path if ref_ckpt else None, o.eval_path,
+              o.calib_spec if o.calib_spec is not None and Path(o.calib_spec).exists() else None]
+    out = Artifact(Path(o.output) if o.output else default_output(ckpt.name, quant, tgt.name), o.overwrite,
+                   protected=tuple(Path(p) for p in inputs if p is not None))
     out.check_destination()
+    try:
+        return _load_rest(o, ckpt, ref_ckpt, is_reference, quant, tgt, out)
+    except BaseException:
+        out.release()
+        raise
+
+
+def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -> Loaded:
     ckpt.validate()
     plan = _host_plan(ckpt, o, quant)
     tokenizer = ckpt.tokenizer()

@@ -14,7 +14,7 @@ from ..report import write_reports
 
 
 def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, engine: dict, reused: list,
-                   times: dict, started: float) -> tuple[dict, dict]:
+                   notes: list, times: dict, started: float) -> tuple[dict, dict]:
     """job: Loaded, q: Quantized, exported: Exported, v: Validated, checked: Checked; times: seconds
     per stage, `started`: time.perf_counter() at the start. -> (report, manifest), written into `staging`."""
     ckpt, quant, tgt, exp = job.ckpt, job.quant, job.target, exported.result
@@ -39,6 +39,8 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
             "PyTorch reference; same weights and scales)")
     report["tensorrt_compat"], report["engine"] = compat, engine
     report["reused_stages"] = reused
+    if notes:   # what dsedge cleaned up or refused to trust on the way (stale folders, cache entries)
+        report["housekeeping"] = notes
     report["budgets"] = budget_table(estimate_budgets(ckpt.raw_config, tgt, quant, report["ppl_change_pct"]), tgt)
     report["budgets_missed"] = missed_budgets(report["budgets"])
     times["total"] = round(time.perf_counter() - started, 3)
