@@ -222,7 +222,7 @@ def update_baseline(candidate: str | Path, baseline: str | Path | None = None,
 def report(artifact: str | Path) -> dict[str, Path]:
     """Regenerate report.md and report.html of an artifact from its report.json (and refresh the
     manifest's file hashes). -> {"md": path, "html": path}."""
-    from .artifact import read_manifest
+    from .artifact import read_manifest, verify_artifact
     from .report import write_reports
 
     folder = Path(artifact)
@@ -230,11 +230,19 @@ def report(artifact: str | Path) -> dict[str, Path]:
         folder = folder.parent
     if not (folder / "report.json").is_file():
         raise UsageError(f"{artifact} is not a dsedge artifact (no report.json)", "pass a folder written by dsedge build")
+    if (folder / "manifest.json").is_file():
+        verify_artifact(folder)          # a report.json edited since the build is not rendered as dsedge's
     try:
         data = json.loads((folder / "report.json").read_text())
     except json.JSONDecodeError as e:
         raise UsageError(f"{folder / 'report.json'} is not valid JSON ({e})", "rebuild the artifact") from None
-    paths = write_reports(folder, data, json_too=False)
+    if not isinstance(data, dict):
+        raise UsageError(f"{folder / 'report.json'} does not hold a JSON object", "rebuild the artifact")
+    try:
+        paths = write_reports(folder, data, json_too=False)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise UsageError(f"{folder / 'report.json'} is malformed ({type(e).__name__}: {e})",
+                         "rebuild the artifact with dsedge build") from None
     if (folder / "manifest.json").is_file():  # keep the hashes of the regenerated files true (nothing else changes)
         from .load.checkpoint import file_sha256
 

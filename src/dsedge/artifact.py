@@ -178,8 +178,39 @@ def write_manifest(folder: Path, **fields) -> dict:
     return json.loads(text)  # what a reader gets back (tuples as lists, paths as strings)
 
 
+def verify_artifact(folder: Path, role: str = "artifact") -> dict:
+    """Every file the manifest lists, checked against its size and sha256 (nothing is trusted that
+    was changed after dsedge wrote it). -> the manifest; UsageError naming the first file that differs."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise UsageError(f"{role} {folder}: manifest.json lists no files", "rebuild the artifact with dsedge build")
+    for name, want in files.items():
+        p = folder / name
+        if not isinstance(want, dict) or ".." in Path(name).parts or Path(name).is_absolute():
+            raise UsageError(f"{role} {folder}: manifest.json entry {name!r} is malformed",
+                             "rebuild the artifact with dsedge build")
+        if not p.is_file():
+            raise UsageError(f"{role} {folder}: {name} is missing (the manifest lists it)",
+                             "rebuild the artifact, or copy it again whole")
+        size = p.stat().st_size
+        if size != want.get("bytes") or file_sha256(p) != want.get("sha256"):
+            why = f"is {size} bytes, the manifest says {want.get('bytes')}" if size != want.get("bytes") else \
+                "does not match its sha256 in manifest.json"
+            raise UsageError(f"{role} {folder}: {name} {why}: it changed after dsedge wrote it",
+                             "rebuild the artifact (or copy it again from where it was built)")
+    return manifest
+
+
 def read_manifest(folder: Path) -> dict:
     f = Path(folder) / "manifest.json"
     if not f.is_file():
         raise UsageError(f"{folder} is not a dsedge artifact (no manifest.json)", "pass an artifact folder from `dsedge build`")
-    return json.loads(f.read_text())
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{f} is not readable JSON ({e})", "rebuild the artifact with dsedge build") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{f} does not hold a JSON object", "rebuild the artifact with dsedge build")
+    return data

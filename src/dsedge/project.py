@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UsageError
+from .safe_yaml import load_yaml
 
 PROJECT_FILE = "dsedge.yaml"
+SECTIONS = ("budgets", "gate")      # each read by its stage (targets.budgets, gate.thresholds)
 
 
 def project_path(project_file: Path | None = None, cwd: Path | None = None) -> Path:
@@ -21,20 +23,20 @@ def project_path(project_file: Path | None = None, cwd: Path | None = None) -> P
 def project_section(path: Path, name: str, example: str):
     """Section `name` of the project file at `path`: None when the file or the section is absent;
     a mapping otherwise (anything else is an error showing `example`)."""
-    import yaml
-
     if not path.is_file():
         return None
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML ({e})", "fix the file's syntax") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {path} ({e.strerror})", "check the file's permissions") from None
+    data = load_yaml(path, "project file")
     if data is None:
         return None
     if not isinstance(data, dict):
         raise UsageError(f"{path} does not hold a mapping", f"write e.g.\n{example}")
+    unknown = [k for k in data if k not in SECTIONS]
+    if unknown:   # a misspelled section would silently switch the gate or the budgets off
+        import difflib
+
+        near = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1, cutoff=0.5)
+        raise UsageError(f"{path}: unknown section {unknown[0]!r}" + (f" (did you mean {near[0]!r}?)" if near else ""),
+                         f"use the sections {', '.join(SECTIONS)}")
     section = data.get(name)
     if section is not None and not isinstance(section, dict):
         raise UsageError(f"{path}: {name}: should be a mapping", f"write e.g.\n{example}")

@@ -170,3 +170,47 @@ def test_unknown_dsedge_yaml_key_names_file_and_key(rtn, tmp_path, monkeypatch):
     r = gate(rtn.path, "--baseline", rtn.path, cwd=tmp_path, monkeypatch=monkeypatch)
     assert r.exit_code == 2
     assert "dsedge.yaml: unknown key gate.max_kll" in " ".join(r.output.split())
+
+
+def test_the_gate_verifies_the_artifact_against_its_manifest(rtn, tmp_path, monkeypatch):
+    """100 KB of model.onnx zeroed after the build: exit 2 naming the file, not a pass."""
+    art = tmp_path / "art"
+    shutil.copytree(rtn.path, art)
+    with open(art / "model.onnx", "r+b") as f:
+        f.seek(1000)
+        f.write(bytes(100_000))
+    r = gate(art, "--baseline", rtn.path, *LOOSE)
+    assert r.exit_code == 2 and "model.onnx does not match its sha256 in manifest.json" in r.output, r.output
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["report", str(art)])
+    assert r.exit_code == 2 and "model.onnx" in r.output
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda r: r.update(onnx=[1, 2]), "onnx is a list"),
+    (lambda r: r["onnx"].update(perplexity="12.5"), "onnx.perplexity is '12.5', not a perplexity > 0"),
+    (lambda r: r["onnx"].update(perplexity=-3.0), "onnx.perplexity is -3.0"),
+    (lambda r: r["onnx"].update(kl=float("nan")), "onnx.kl is nan, not a KL divergence >= 0"),
+    (lambda r: r["onnx"].update(top1_agreement=1.5), "onnx.top1_agreement is 1.5, not a share in [0, 1]"),
+    (lambda r: r.update(source=["x"]), "source is a list"),
+])
+def test_malformed_report_values_are_usage_errors(rtn, tmp_path, monkeypatch, edit, field):
+    """A report.json (outside its artifact, so no manifest to catch the edit) whose values do not
+    mean what they must: exit 2 naming the field, never a traceback (exit 1, read as a regression)."""
+    r = json.loads((rtn.path / "report.json").read_text())
+    edit(r)
+    f = tmp_path / "report.json"
+    f.write_text(json.dumps(r))
+    res = gate(f, "--baseline", rtn.path, *LOOSE)
+    assert res.exit_code == 2 and field in res.output, res.output
+    assert "Traceback" not in res.output
+
+
+def test_a_baseline_whose_metrics_are_a_list_is_a_usage_error(rtn, tmp_path):
+    b = tmp_path / "base.json"
+    assert gate(rtn.path, "--baseline", b, "--update-baseline").exit_code == 0
+    data = json.loads(b.read_text())
+    data["metrics"] = [1, 2]
+    b.write_text(json.dumps(data))
+    r = gate(rtn.path, "--baseline", b, *LOOSE)
+    assert r.exit_code == 2 and "metrics is a list, not an object" in r.output, r.output

@@ -19,10 +19,10 @@ from typing import Annotated, Union
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from ..errors import UsageError
+from ..safe_yaml import load_yaml
 from . import CalibData
 from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
 
@@ -85,10 +85,7 @@ def list_recipes(extra: Path | None = None) -> dict[str, Path]:
 
 def load_recipe(path: Path, overrides: dict | None = None) -> Recipe:
     """A recipe file validated (unknown keys and wrong types name the file and key)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML ({e})", "fix the recipe's syntax") from None
+    data = load_yaml(Path(path), "calibration recipe")
     if not isinstance(data, dict):
         raise UsageError(f"{path} does not hold a mapping", "see calibration/reference.yaml for the layout")
     return _validate(data, overrides or {}, str(path))

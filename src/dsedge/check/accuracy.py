@@ -37,11 +37,16 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
     text_path = Path(text_path)
     if not text_path.is_file():
         raise UsageError(f"eval file {text_path} does not exist", "pass --eval with an existing UTF-8 text file")
+    size = text_path.stat().st_size
+    if size > MAX_EVAL_BYTES:
+        raise UsageError(f"eval file {text_path} is {size / 2**20:.0f} MiB, over the {MAX_EVAL_BYTES >> 20} MiB limit "
+                         f"(only {max_windows} x {window} tokens of it are used)",
+                         "pass --eval with a held-out sample of the text (a few MB is plenty)")
     raw = text_path.read_bytes()
     text = raw.decode("utf-8", errors="replace")
     if not text.strip():
         raise UsageError(f"eval file {text_path} is empty", "pass --eval with held-out text to measure perplexity on")
-    ids = tokenize_lines(tokenizer, text, separator)
+    ids = tokenize_lines(tokenizer, text, separator, budget=max_windows * window)
     bos = _bos(tokenizer)
     body = window - len(bos)
     if len(ids) < body:
@@ -68,7 +73,23 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
 SEPARATORS = ("newline", "eos", "chat")
 
 
-def tokenize_lines(tokenizer, text: str, separator: str = "newline") -> list[int]:
+MAX_EVAL_BYTES = 256 << 20        # an eval text; only max_windows x window tokens of it are used
+_PIECE = 16384                     # characters tokenized at once: a 40 MB line is read piece by piece
+
+
+def _lines(text: str):
+    """The non-empty lines of text, an over-long one cut at whitespace into pieces of <= _PIECE
+    characters (which tokenizes as the whole line would, up to the cut's token)."""
+    for line in text.splitlines():
+        while len(line) > _PIECE:
+            cut = line.rfind(" ", _PIECE // 2, _PIECE) + 1 or _PIECE
+            yield line[:cut], False
+            line = line[cut:]
+        if line.strip():
+            yield line, True
+
+
+def tokenize_lines(tokenizer, text: str, separator: str = "newline", budget: int | None = None) -> list[int]:
     """Token stream of a text, line by line (no special tokens), each line followed by a separator:
     "newline": the tokenizer's own ids for "\n" (continuous text such as wikitext); a tokenizer
     that encodes "\n" as nothing (word-level ones) gets EOS instead;
@@ -91,15 +112,18 @@ def tokenize_lines(tokenizer, text: str, separator: str = "newline") -> list[int
                 turn = tokenizer.apply_chat_template([{"role": "user", "content": line}], tokenize=False,
                                                      add_generation_prompt=True)
                 ids += tokenizer(turn, add_special_tokens=False)["input_ids"]
+                if budget is not None and len(ids) >= budget:
+                    break
         return ids
     eos = getattr(tokenizer, "eos_token_id", None)
     sep = tokenizer("\n", add_special_tokens=False)["input_ids"] if separator == "newline" else []
     if not sep and eos is not None:
         sep = [eos]
     ids: list[int] = []
-    for line in text.splitlines():
-        if line.strip():
-            ids += tokenizer(line, add_special_tokens=False)["input_ids"] + sep
+    for piece, line_end in _lines(text):   # stop once `budget` tokens are there: the rest is never used
+        ids += tokenizer(piece, add_special_tokens=False)["input_ids"] + (sep if line_end else [])
+        if budget is not None and len(ids) >= budget:
+            break
     return ids
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..safe_yaml import load_yaml
 from .ssh import DeviceAddress
 
 DEFAULT_ROOT = "dsedge"        # relative: under the SSH user's home on the device
@@ -49,7 +50,6 @@ def _entry(d: dict, where: str) -> DeviceTarget:
 def load_devices(addresses: list[str] | None = None, inventory: Path | None = None,
                  root: str | None = None, python: str | None = None) -> list[DeviceTarget]:
     """--device values plus the inventory's devices; root / python options override defaults."""
-    import yaml
 
     defaults: dict = {}
     entries: list[tuple[dict, str]] = []
@@ -57,10 +57,7 @@ def load_devices(addresses: list[str] | None = None, inventory: Path | None = No
         p = Path(inventory)
         if not p.is_file():
             raise UsageError(f"inventory {p} not found", "pass --inventory with a YAML file (see `dsedge flash --help`)")
-        try:
-            doc = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"inventory {p} is not valid YAML: {e}", "fix the file") from None
+        doc = load_yaml(p, "inventory") or {}
         if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list):
             raise UsageError(f"inventory {p} has no `devices:` list", "see the format in `dsedge flash --help`")
         defaults = doc.get("defaults") or {}

@@ -4,9 +4,11 @@ can be compared at all."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artifact import verify_artifact
 from ..errors import UsageError
 
 BASELINE_FORMAT = 1
@@ -41,12 +43,33 @@ class Gateable:
     dsedge_version: str | None = None
 
 
-def _get(d, keys):
-    for k in keys:
-        if not isinstance(d, dict) or d.get(k) is None:
+# what a metric's value must be to mean anything (else the file is malformed: exit 2, not a regression)
+_RANGE = {"perplexity": (0.0, None, "a perplexity > 0"), "kl": (0.0, None, "a KL divergence >= 0"),
+          "top1_agreement": (0.0, 1.0, "a share in [0, 1]"), "task_accuracy": (0.0, 1.0, "a share in [0, 1]")}
+
+
+def _get(d, keys, where: str = "report"):
+    for i, k in enumerate(keys):
+        if d is None:
             return None
-        d = d[k]
+        if not isinstance(d, dict):
+            raise UsageError(f"{where}: {'.'.join(keys[:i]) or 'the file'} is a {type(d).__name__}, not an object",
+                             "pass a report.json or baseline file dsedge wrote (rebuild it if it was edited)")
+        d = d.get(k)
     return d
+
+
+def _value(v, name: str, field_name: str, where: str) -> float | None:
+    """A metric's value, checked against what it means."""
+    if v is None:
+        return None
+    lo, hi, meaning = _RANGE.get(name, (0.0, None, "a number >= 0"))
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+        (v > lo if name == "perplexity" else v >= lo) and (hi is None or v <= hi)
+    if not ok:
+        raise UsageError(f"{where}: {field_name} is {v!r}, not {meaning}",
+                         "pass a report.json or baseline file dsedge wrote (rebuild it if it was edited)")
+    return float(v)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -72,38 +95,34 @@ def load_gateable(path: str | Path, role: str = "candidate") -> Gateable:
         if not (path / "report.json").is_file():
             raise UsageError(f"{role} {path} is a folder without report.json",
                              "pass an artifact folder written by `dsedge build`")
-        return from_report(_read_json(path / "report.json", role), path, "artifact", _manifest_beside(path))
+        manifest = verify_artifact(path, role)   # every file as dsedge wrote it, report.json included
+        return from_report(_read_json(path / "report.json", role), path, "artifact", manifest, role)
     data = _read_json(path, role)
     if BASELINE_KEY in data:
         return from_baseline(data, path)
     if "quantization" in data and "eval" in data:
-        return from_report(data, path, "report", _manifest_beside(path.parent))
+        manifest = verify_artifact(path.parent, role) if (path.parent / "manifest.json").is_file() else {}
+        return from_report(data, path, "report", manifest, role)
     raise UsageError(f"{role} {path} is neither a dsedge report.json nor a baseline file",
                      "pass an artifact folder, its report.json, or a file written by --update-baseline")
 
 
-def _manifest_beside(folder: Path) -> dict:
-    f = folder / "manifest.json"
-    try:
-        return json.loads(f.read_text()) if f.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}  # the report alone still gates; identity then falls back to the model name
-
-
-def from_report(r: dict, path: Path, kind: str, manifest: dict | None = None) -> Gateable:
-    manifest = manifest or {}
+def from_report(r: dict, path: Path, kind: str, manifest: dict | None = None, role: str = "candidate") -> Gateable:
+    manifest, where = manifest or {}, f"{role} {path}"
     metrics, missing = {}, {}
     for name, (keys, _, _) in METRICS.items():
-        v = _get(r, keys)
-        metrics[name] = None if v is None else float(v)
-        if v is None:
+        metrics[name] = _value(_get(r, keys, where), name, ".".join(keys), where)
+        if metrics[name] is None:
             missing[name] = _why_missing(r, name)
     src = r.get("source") or manifest.get("source") or {}
-    label = " · ".join(str(x) for x in (_get(r, ("model", "name")), _get(r, ("quantization", "label")),
-                                        _get(r, ("target", "name"))) if x)
+    if not isinstance(src, dict):
+        raise UsageError(f"{where}: source is a {type(src).__name__}, not an object",
+                         "pass a report.json dsedge wrote (rebuild it if it was edited)")
+    label = " · ".join(str(x) for x in (_get(r, ("model", "name"), where), _get(r, ("quantization", "label"), where),
+                                        _get(r, ("target", "name"), where)) if x)
     return Gateable(path, kind, label, metrics, missing,
-                    eval_sha256=_get(r, ("eval", "sha256")), eval_source=_get(r, ("eval", "source")),
-                    source_name=src.get("name") or _get(r, ("model", "name")), source_sha256=src.get("sha256"),
+                    eval_sha256=_get(r, ("eval", "sha256"), where), eval_source=_get(r, ("eval", "source"), where),
+                    source_name=src.get("name") or _get(r, ("model", "name"), where), source_sha256=src.get("sha256"),
                     dsedge_version=r.get("dsedge_version"))
 
 
@@ -122,11 +141,16 @@ def from_baseline(data: dict, path: Path) -> Gateable:
         raise UsageError(f"baseline {path} has format {data.get(BASELINE_KEY)!r}, this dsedge reads {BASELINE_FORMAT}",
                          "write a new one with --update-baseline")
     m = data.get("metrics") or {}
+    if not isinstance(m, dict):
+        raise UsageError(f"baseline {path}: metrics is a {type(m).__name__}, not an object",
+                         "write a new baseline with --update-baseline")
     unknown = sorted(set(m) - set(METRICS))
     if unknown:
         raise UsageError(f"baseline {path}: unknown metric(s) {', '.join(unknown)}", f"use some of: {', '.join(METRICS)}")
-    metrics = {k: None if m.get(k) is None else float(m[k]) for k in METRICS}
+    metrics = {k: _value(m.get(k), k, f"metrics.{k}", f"baseline {path}") for k in METRICS}
     missing = {k: (data.get("missing") or {}).get(k, "not in the baseline file") for k, v in metrics.items() if v is None}
     ev, src = data.get("eval") or {}, data.get("source") or {}
+    if not isinstance(ev, dict) or not isinstance(src, dict):
+        raise UsageError(f"baseline {path}: eval and source must be objects", "write a new baseline with --update-baseline")
     return Gateable(path, "baseline", data.get("label", ""), metrics, missing, ev.get("sha256"), ev.get("source"),
                     src.get("name"), src.get("sha256"), data.get("dsedge_version"))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import TargetError
+from ..safe_yaml import load_yaml
 
 Precision = Literal["fp16", "bf16", "fp8", "int8", "int4_weight_only"]
 
@@ -180,10 +180,7 @@ def targets_dirs(extra: Path | None = None) -> list[Path]:
 
 
 def _load(path: Path) -> Target:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise TargetError(f"{path} is not valid YAML ({e})", "fix the file's syntax") from None
+    data = load_yaml(path, "target file", TargetError)
     if not isinstance(data, dict):
         raise TargetError(f"{path} does not hold a mapping", "see targets/orin-agx-64.yaml for the layout")
     if "source_file" in data:
