@@ -39,6 +39,55 @@ def _nan(sd):
     sd["model.layers.1.mlp.up_proj.weight"][0, 0] = float("nan")
 
 
+def _edit_header(fn):
+    """Rewrite model.safetensors' JSON header with fn(header) (the tensor bytes unchanged)."""
+    def f(ck: Path, tmp: Path):
+        p = ck / "model.safetensors"
+        data = p.read_bytes()
+        n = int.from_bytes(data[:8], "little")
+        header = fn(json.loads(data[8:8 + n]))
+        raw = json.dumps(header).encode()
+        p.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    return f
+
+
+def _first(h):
+    return next(k for k in h if k != "__metadata__")
+
+
+def _drop_offsets(h):
+    h[_first(h)].pop("data_offsets")
+    return h
+
+
+def _overlap(h):
+    names = [k for k in h if k != "__metadata__"]
+    a, b = sorted(names, key=lambda k: h[k]["data_offsets"][0])[:2]
+    size = h[b]["data_offsets"][1] - h[b]["data_offsets"][0]
+    h[b]["data_offsets"] = [h[a]["data_offsets"][0], h[a]["data_offsets"][0] + size]
+    return h
+
+
+def _lying_offsets(h):
+    k = _first(h)
+    h[k]["data_offsets"][1] -= 2
+    return h
+
+
+def _split_without_index(ck, tmp):
+    sd = load_file(ck / "model.safetensors")
+    keys = sorted(sd)
+    save_file({k: sd[k] for k in keys[::2]}, ck / "part-a.safetensors")
+    save_file({k: sd[k] for k in keys[1::2]}, ck / "part-b.safetensors")
+    (ck / "model.safetensors").unlink()
+
+
+def _write_index(weight_map):
+    def f(ck, tmp):
+        (ck / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return f
+
+
 def _pickle_only(ck, tmp):
     sd = load_file(ck / "model.safetensors")
     torch.save(sd, ck / "pytorch_model.bin")
@@ -117,7 +166,26 @@ CASES = [
     ("memory-planner-refuses", ["--max-memory", "0.5"], None, "this build needs about"),
     ("disk-full", ["-o", "{tmp}/disk/art"], _tmpfs("600k"), "no space left on the disk of {tmp}/disk"),
     ("output-not-writable", ["-o", "{tmp}/disk/art"], _tmpfs("1m", readonly=True), "cannot write into {tmp}/disk"),
-    ("output-is-file", ["-o", "{tmp}/file"], _write("file", "x"), "exists and is a file"),
+    ("output-is-file", ["-o", "{tmp}/file"], _write("file", "x"), "already exists and is not a folder"),
+    # config.json types and ranges, checked when the checkpoint is opened
+    ("config-layers-string", ["--model", "{ck}"], _edit_config(num_hidden_layers="4"),
+     "num_hidden_layers is '4', not a whole number >= 1"),
+    ("config-zero-layers", ["--model", "{ck}"], _edit_config(num_hidden_layers=0), "num_hidden_layers is 0"),
+    ("config-heads-kv", ["--model", "{ck}"], _edit_config(num_key_value_heads=3),
+     "num_attention_heads 8 is not a multiple of num_key_value_heads 3"),
+    ("config-eps-negative", ["--model", "{ck}"], _edit_config(rms_norm_eps=-1e-6), "rms_norm_eps is -1e-06"),
+    # safetensors headers, checked before any tensor is read
+    ("header-not-object", ["--model", "{ck}"], _edit_header(lambda h: list(h)), "the header is a JSON list"),
+    ("header-no-offsets", ["--model", "{ck}"], _edit_header(_drop_offsets), "data_offsets None is not [begin, end]"),
+    ("header-overlap", ["--model", "{ck}"], _edit_header(_overlap), "overlap"),
+    ("header-lies", ["--model", "{ck}"], _edit_header(_lying_offsets), "span"),
+    ("index-map-list", ["--model", "{ck}"], _write_index([["a", "model.safetensors"]]),
+     "weight_map is not an object of tensor name -> shard file"),
+    ("index-escapes", ["--model", "{ck}"], _write_index({"model.embed_tokens.weight": "../model.safetensors"}),
+     "shard '../model.safetensors' is not a file name"),
+    ("shards-without-index", ["--model", "{ck}"], _split_without_index, "but no model.safetensors.index.json"),
+    ("tokenizer-corrupt", ["--model", "{ck}"], lambda ck, t: (ck / "tokenizer.json").write_text("{oops"),
+     "cannot be loaded"),
 ]
 
 

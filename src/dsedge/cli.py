@@ -109,7 +109,7 @@ def build(
                             max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
                             chat_template=chat_template, stage=stage)
         for note in res.report.get("housekeeping", []):
-            console.print(note, highlight=False, soft_wrap=True)
+            console.print(note, highlight=False, soft_wrap=True, markup=False)
         if res.report.get("reused_stages"):
             console.print(f"reused from cache: {', '.join(res.report['reused_stages'])} (--no-cache to redo)",
                           highlight=False)

@@ -60,7 +60,9 @@ def _run(fn):
     except DsedgeError as e:
         if _state["debug"]:
             console.print_exception()
-        console.print(f"[red]error:[/red] {e.problem}", highlight=False, soft_wrap=True)
+        from rich.markup import escape   # a message quoting "[begin, end]" is text, not markup
+
+        console.print(f"[red]error:[/red] {escape(e.problem)}", highlight=False, soft_wrap=True)
         if e.fix:
-            console.print(f"  [bold]fix:[/bold] {e.fix}", highlight=False, soft_wrap=True)
+            console.print(f"  [bold]fix:[/bold] {escape(e.fix)}", highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code)

@@ -71,3 +71,19 @@ def test_config_keys_transformers_ignores_are_noted(tmp_path):
     plain = open_checkpoint(reference.checkpoint_path("qwen3-tiny"))
     plain.config
     assert plain.config_notes == []
+
+
+def test_a_stray_safetensors_file_is_not_mixed_in(ckpt_copy):
+    """Without an index, transformers reads model.safetensors alone: so does dsedge (a stray file
+    holding a tensor of the same name, with another shape, changes nothing)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from dsedge.load import open_checkpoint
+
+    ck = ckpt_copy()
+    save_file({"model.layers.0.mlp.up_proj.weight": torch.zeros(3, 3)}, ck / "old-export.safetensors")
+    c = open_checkpoint(ck)
+    assert [f.name for f in c.weight_files] == ["model.safetensors"]
+    c.validate()
+    assert c.index["model.layers.0.mlp.up_proj.weight"].shape != (3, 3)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,12 +22,12 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..archs import ArchSpec, arch_for, supported, truncated_config
+from .config import HUB_ID as _HUB_ID, check_config
 from .prequant import Prequant
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt")
 CONFIG_FILES = ("config.json", "generation_config.json")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -162,9 +163,15 @@ class Checkpoint:
         if not any((self.path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
             raise CheckpointError(f"{self.path} has no tokenizer (tokenizer.json / tokenizer.model)",
                                   "copy the tokenizer files of the original model into the folder")
-        if (self.path / "tokenizer.json").exists():
-            return PreTrainedTokenizerFast.from_pretrained(self.path)
-        return AutoTokenizer.from_pretrained(self.path)
+        try:
+            if (self.path / "tokenizer.json").exists():
+                return PreTrainedTokenizerFast.from_pretrained(self.path)
+            return AutoTokenizer.from_pretrained(self.path)
+        except Exception as e:  # noqa: BLE001 - tokenizers raises its own types (a corrupt tokenizer.json)
+            raise CheckpointError(f"the tokenizer in {self.path} cannot be loaded ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:200] if str(e) else ''})",
+                                  "copy tokenizer.json / tokenizer_config.json of the original model into the "
+                                  "folder again") from None
 
     def truncated_config(self, layers: int):
         """config with only the first `layers` decoder layers (same weights for those)."""
@@ -245,9 +252,19 @@ def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
 def _read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Parse a safetensors header and check the file is long enough for every tensor in it."""
+    """Parse a safetensors header and check it before any tensor is read: a JSON object; each
+    entry's dtype known, shape a list of sizes, data_offsets a span whose length is shape x dtype;
+    spans inside the file and not overlapping."""
     size = path.stat().st_size
+
+    def bad(why: str):
+        return CheckpointError(f"{path} is not a valid safetensors file ({why})",
+                               "the file is corrupt or truncated: download it again")
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
@@ -255,15 +272,34 @@ def _read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]
                 raise ValueError("header length out of range")
             header = json.loads(f.read(n))
     except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not a valid safetensors file ({e})",
-                              "the file is corrupt or truncated: download it again") from None
-    end = 0
-    out = {}
+        raise bad(str(e)) from None
+    if not isinstance(header, dict):
+        raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    out, spans = {}, []
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        out[name] = (meta["dtype"], tuple(meta["shape"]))
-        end = max(end, meta["data_offsets"][1])
+        if not isinstance(meta, dict):
+            raise bad(f"entry {name} is not an object")
+        dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
+        if dtype not in _DTYPE_BYTES:
+            raise bad(f"{name}: dtype {dtype!r} is not a safetensors dtype")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in shape):
+            raise bad(f"{name}: shape {shape!r} is not a list of sizes")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise bad(f"{name}: data_offsets {offsets!r} is not [begin, end]")
+        begin, stop = offsets
+        want = math.prod(shape) * _DTYPE_BYTES[dtype]
+        if begin < 0 or stop - begin != want:
+            raise bad(f"{name}: data_offsets {offsets} span {stop - begin} bytes, shape {shape} x {dtype} is {want}")
+        out[name] = (dtype, tuple(shape))
+        spans.append((begin, stop, name))
+    spans.sort()
+    for (b0, e0, a), (b1, e1, b) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise bad(f"the bytes of {a} and {b} overlap")
+    end = spans[-1][1] if spans else 0
     if 8 + n + end > size:
         raise CheckpointError(
             f"{path} is truncated: its header describes {8 + n + end} bytes, the file has {size}",
@@ -275,8 +311,13 @@ def _weight_files(path: Path, allow_pickle: bool) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.exists():
         try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError) as e:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise ValueError("weight_map is not an object of tensor name -> shard file")
+            shards = sorted(set(weight_map.values()))
+            if any(Path(s).name != s for s in shards):   # a shard outside the folder
+                raise ValueError(f"shard {next(s for s in shards if Path(s).name != s)!r} is not a file name")
+        except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{index} is not a valid safetensors index ({e})",
                                   "download model.safetensors.index.json again") from None
         missing = [s for s in shards if not (path / s).exists()]
@@ -284,9 +325,16 @@ def _weight_files(path: Path, allow_pickle: bool) -> list[Path]:
             raise CheckpointError(f"{index.name} names shard {missing[0]}, which is not in {path}",
                                   "download the missing shard(s) into the folder")
         return [path / s for s in shards]
+    # what transformers reads without an index: model.safetensors, never another file mixed in
+    if (path / "model.safetensors").is_file():
+        return [path / "model.safetensors"]
     files = sorted(path.glob("*.safetensors"))
-    if files:
+    if len(files) == 1:   # a single differently named file (AutoGPTQ's gptq_model-4bit-128g.safetensors)
         return files
+    if files:
+        raise CheckpointError(f"{path} holds {len(files)} *.safetensors files ({', '.join(f.name for f in files[:3])}"
+                              f"{', ...' if len(files) > 3 else ''}) but no model.safetensors.index.json",
+                              "restore the index that says which tensors each shard holds (or remove stray files)")
     pickles = sorted(path.glob("pytorch_model*.bin")) + sorted(path.glob("*.pt"))
     if pickles and not allow_pickle:
         raise CheckpointError(
@@ -340,9 +388,10 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False) -> Che
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_file} is not valid JSON ({e})", "restore config.json from the original model") from None
     archs = raw.get("architectures") or []
-    if not archs:
+    if not archs or not isinstance(archs, list) or not isinstance(archs[0], str):
         raise CheckpointError(f"{cfg_file} has no 'architectures' entry",
                               f'add e.g. "architectures": ["{supported()[0].name}"] to config.json')
+    check_config(raw, cfg_file)
     # a quantization_config dsedge cannot import fails here, naming the format and the supported ones
     prequant = Prequant.from_config(raw["quantization_config"]) if "quantization_config" in raw else None
     spec = arch_for(archs[0])
