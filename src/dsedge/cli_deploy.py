@@ -44,6 +44,8 @@ def _row(r) -> list[str]:
                  (f", power mode {pm.get('name')} (id {pm.get('id')})" if pm else ", no nvpmodel")
     else:
         detail = r.smoke or ""
+        if r.repaired:
+            detail += f"\nre-sent {', '.join(r.repaired)}: the copy on the device did not match the manifest"
     row = [r.device, result, r.release or "", r.previous or "", r.platform or ""]
     if r.action == "flash":
         row += [r.runtime or "", _size(r.bytes_sent) + (f" (+{_size(r.resumed_bytes)} resumed)" if r.resumed_bytes else "")]

@@ -144,3 +144,60 @@ def test_interrupted_upload_resumes_without_resending(sshd, artifacts, tmp_path)
     assert r2.bytes_sent <= (size - on_device) + others
     assert r2.bytes_sent < size
     assert _current(root) == rid
+
+
+def test_a_release_on_the_device_is_verified_before_it_is_activated_again(sshd, artifacts, tmp_path):
+    """One byte changed in a release already on the device: the re-flash finds it, sends that file
+    alone again, and activates a release whose every file matches the manifest."""
+    import hashlib
+
+    a, _ = artifacts
+    root = tmp_path / "device"
+    [r1] = deploy.flash(a, [sshd.address], **sshd.kwargs(root, runtime="onnxruntime"))
+    assert r1.ok, r1.error
+    onnx_file = root / "releases" / artifact_id(a) / "model.onnx"
+    with open(onnx_file, "r+b") as f:
+        f.seek(onnx_file.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 1]))
+    [r2] = deploy.flash(a, [sshd.address], **sshd.kwargs(root, runtime="onnxruntime"))
+    assert r2.ok, r2.error
+    assert r2.repaired == ["model.onnx"] and r2.bytes_sent == onnx_file.stat().st_size
+    want = json.loads((a / "manifest.json").read_text())["files"]["model.onnx"]["sha256"]
+    assert hashlib.sha256(onnx_file.read_bytes()).hexdigest() == want and _current(root) == artifact_id(a)
+
+
+def test_manifest_paths_and_smoke_tokens_are_checked_before_anything_is_sent(sshd, artifacts, tmp_path):
+    import shutil
+
+    from dsedge.errors import UsageError
+
+    a, _ = artifacts
+    bad = tmp_path / "bad"
+    shutil.copytree(a, bad)
+    (tmp_path / "secret").write_text("not for the device")
+    m = json.loads((bad / "manifest.json").read_text())
+    m["files"]["../secret"] = {"sha256": "0" * 64, "bytes": 18}
+    (bad / "manifest.json").write_text(json.dumps(m))
+    root = tmp_path / "device"
+    with pytest.raises(UsageError, match=r"names '../secret', not a file inside the artifact"):
+        deploy.flash(bad, [sshd.address], **sshd.kwargs(root, runtime="onnxruntime"))
+    with pytest.raises(UsageError, match="--smoke-tokens 0 would activate a release without running it"):
+        deploy.flash(a, [sshd.address], smoke_tokens=0, **sshd.kwargs(root, runtime="onnxruntime"))
+    assert not root.exists()                                      # nothing reached the device
+
+
+def test_a_device_without_the_space_is_told_so_and_left_as_it_was(sshd, artifacts, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs as the device's disk needs root (CI runs as root)")
+    a, _ = artifacts
+    root = tmp_path / "device"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root)], check=True)
+    try:
+        [r] = deploy.flash(a, [sshd.address], **sshd.kwargs(root, runtime="onnxruntime"))
+        assert not r.ok and "MiB more on the device, its disk has" in r.error and r.bytes_sent == 0, r.error
+        assert not list((root / "releases").glob(".*.partial")) and not (root / "current").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

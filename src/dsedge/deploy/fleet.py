@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DsedgeError
+from ..errors import DsedgeError, UsageError
 from .errors import DeviceError, SmokeTestFailed
 from .inventory import DeviceTarget
 from .probe import DeviceInfo, choose_runtime
@@ -27,6 +27,11 @@ class FlashOptions:
     parallel: int = 8
     progress: object = None           # progress(device name, file name, bytes done, size)
 
+    def __post_init__(self):
+        if not isinstance(self.smoke_tokens, int) or self.smoke_tokens < 1:
+            raise UsageError(f"--smoke-tokens {self.smoke_tokens} would activate a release without running it",
+                             "pass --smoke-tokens 1 or more (default 8)")
+
 
 @dataclass
 class DeviceResult:
@@ -40,6 +45,7 @@ class DeviceResult:
     bytes_sent: int = 0
     resumed_bytes: int = 0
     engine_built: bool = False
+    repaired: list = field(default_factory=list)   # files of a release already there that did not match
     smoke: str | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -69,6 +75,7 @@ def _flash_one(res: DeviceResult, folder: Path, manifest: dict, rid: str, files,
         upload(dev, rid, files, progress, stats)
     finally:
         res.bytes_sent, res.resumed_bytes = stats.bytes_sent, sum(stats.resumed.values())
+        res.repaired = list(stats.repaired)
     if build and not stats.already_released:
         b = dev.call("build", rid, what="building the engine (build_engine.sh)", timeout=None)
         if not b.get("ok"):

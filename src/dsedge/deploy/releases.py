@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import UsageError
 
@@ -55,7 +55,16 @@ def files_to_ship(folder: Path) -> list[ShipFile]:
     folder = Path(folder)
     manifest = read_manifest(folder)
     out = []
-    for name, rec in sorted(manifest.get("files", {}).items()):
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise UsageError(f"{folder}/manifest.json lists no files", "rebuild the artifact (dsedge build)")
+    for name, rec in sorted(files.items()):
+        parts = PurePosixPath(name).parts
+        if (not isinstance(rec, dict) or not parts or name.startswith("/") or "\\" in name or ".." in parts
+                or parts[0] == DEVICE_PACKAGE or name == "manifest.json"):
+            # checked here, before anything is sent: the device refuses it too, but only once it arrived
+            raise UsageError(f"{folder}/manifest.json names {name!r}, not a file inside the artifact",
+                             "rebuild the artifact (dsedge build): its manifest was edited")
         p = folder / name
         if not p.is_file() or p.stat().st_size != rec["bytes"] or file_sha256(p) != rec["sha256"]:
             raise UsageError(f"{p} does not match the artifact's manifest (missing or changed since the build)",

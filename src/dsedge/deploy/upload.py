@@ -12,6 +12,7 @@ from .releases import ShipFile
 from .remote import DeviceSide
 
 CHUNK = 256 * 1024
+SPACE_MARGIN = 64 << 20      # left free on the device's disk after an upload
 
 
 @dataclass
@@ -19,7 +20,8 @@ class UploadStats:
     bytes_sent: int = 0
     per_file: dict = field(default_factory=dict)     # name -> bytes sent this time
     resumed: dict = field(default_factory=dict)      # name -> bytes already on the device
-    already_released: bool = False
+    already_released: bool = False                   # on the device already, every file verified
+    repaired: list = field(default_factory=list)     # files of a release on the device that did not match
 
 
 def _frames(plan, progress, stats):
@@ -47,10 +49,11 @@ def upload(dev: DeviceSide, rid: str, files: list[ShipFile], progress=None, stat
     """progress(name, bytes of it written into the connection, size) after each chunk."""
     stats = stats if stats is not None else UploadStats()
     for attempt in range(2):
-        have = dev.call("prepare", rid, what="preparing the upload")
+        have = dev.call("prepare", rid, payload=_expect(files), what="preparing the upload (verifying what is there)")
         if have["release_exists"]:
             stats.already_released = True
             return stats
+        stats.repaired += [n for n in have.get("repaired", []) if n not in stats.repaired]
         plan = []
         for f in files:
             got = have["files"].get(f.name, 0)
@@ -63,6 +66,14 @@ def upload(dev: DeviceSide, rid: str, files: list[ShipFile], progress=None, stat
         if any(off == 0 and have["files"].get(f.name, 0) > f.size for f, off in plan):
             dev.call("verify", rid, payload=_expect([f for f, _ in plan if have["files"].get(f.name, 0) > f.size]))
             continue
+        need = sum(f.size - off for f, off in plan)
+        free = have.get("free_bytes")
+        if free is not None and need + SPACE_MARGIN > free:
+            dev.call("abort", rid, what="removing the partial upload")
+            raise DeviceError(f"{dev.ssh.address}: the release needs {need / 2**20:.0f} MiB more on the device, "
+                              f"its disk has {free / 2**20:.0f} MiB free (and {SPACE_MARGIN >> 20} MiB are kept "
+                              "free): nothing was sent, the partial upload was removed",
+                              "free space on the device (old releases: dsedge devices status), then flash again")
         if plan:
             r = dev.stream("receive", [rid], _frames(plan, progress, stats))
             if r.returncode != 0:

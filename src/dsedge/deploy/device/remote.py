@@ -11,6 +11,7 @@ Layout under the device root:
   releases/state.json      activation history, oldest first (written by rename)
   current -> releases/<id> switched by renaming a fresh symlink over it (rename(2) is atomic)
 """
+import errno
 import hashlib
 import json
 import os
@@ -193,20 +194,46 @@ def cmd_probe(root):
 
 
 # ---------------------------------------------------------------- upload
+def _free(root):
+    st = os.statvfs(_releases(root))
+    return st.f_bavail * st.f_frsize
+
+
 def cmd_prepare(root, rid):
-    """Sizes of what a previous, interrupted upload left in the staging folder."""
+    """stdin: {"name": sha256} of the release. A release already on the device is trusted only
+    when every file matches: one that does not is moved back to staging, its wrong files deleted
+    (re-sent). -> sizes of what staging holds, the files repaired, the free bytes."""
+    expected = json.loads(sys.stdin.buffer.read() or b"{}")
     final = os.path.join(_releases(root), rid)
-    if os.path.isdir(final):
-        _out({"release_exists": True, "files": {}})
-        return
     stage = _staging(root, rid)
+    repaired = []
+    if os.path.isdir(final):
+        for name, sha in sorted(expected.items()):
+            p = _inside(final, name)
+            if not os.path.isfile(p) or _sha256(p) != sha:
+                repaired.append(name)
+        if not repaired:
+            _out({"release_exists": True, "files": {}, "repaired": [], "free_bytes": _free(root)})
+            return
+        shutil.rmtree(stage, ignore_errors=True)
+        os.rename(final, stage)
+        for name in repaired:
+            p = _inside(stage, name)
+            if os.path.isfile(p):
+                os.unlink(p)
     os.makedirs(stage, exist_ok=True)
     files = {}
     for d, _, names in os.walk(stage):
         for n in names:
             p = os.path.join(d, n)
             files[os.path.relpath(p, stage)] = os.path.getsize(p)
-    _out({"release_exists": False, "files": files})
+    _out({"release_exists": False, "files": files, "repaired": repaired, "free_bytes": _free(root)})
+
+
+def cmd_abort(root, rid):
+    """Remove the staging folder of an upload that cannot finish (not enough space)."""
+    shutil.rmtree(_staging(root, rid), ignore_errors=True)
+    _out({"removed": rid, "free_bytes": _free(root)})
 
 
 def _inside(base, rel):
@@ -233,14 +260,21 @@ def cmd_receive(root, rid):
         if have != hdr["offset"]:
             _fail("%s: device has %d bytes, sender resumes at %d" % (hdr["name"], have, hdr["offset"]))
         left = hdr["length"]
-        with open(path, "ab", buffering=0) as f:
-            while left:
-                block = inp.read1(min(CHUNK, left))   # what has arrived: lands on disk as it comes
-                if not block:
-                    _fail("connection closed with %d bytes of %s left" % (left, hdr["name"]))
-                f.write(block)
-                left -= len(block)
-            os.fsync(f.fileno())
+        try:
+            with open(path, "ab", buffering=0) as f:
+                while left:
+                    block = inp.read1(min(CHUNK, left))   # what has arrived: lands on disk as it comes
+                    if not block:
+                        _fail("connection closed with %d bytes of %s left" % (left, hdr["name"]))
+                    f.write(block)
+                    left -= len(block)
+                os.fsync(f.fileno())
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            shutil.rmtree(stage, ignore_errors=True)   # a full disk is not left full
+            _fail("no space left on the device's disk while receiving %s: the partial upload was removed "
+                  "(%d bytes free now)" % (hdr["name"], _free(root)), 4)
         _out({"done": hdr["name"]})
 
 
@@ -347,8 +381,8 @@ def cmd_releases(root):
     _out({"current": _current(root), "history": _read_state(root)["history"], "releases": names})
 
 
-COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "receive": cmd_receive, "verify": cmd_verify,
-            "build": cmd_build, "run": cmd_run, "activate": cmd_activate, "rollback": cmd_rollback,
+COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "abort": cmd_abort, "receive": cmd_receive,
+            "verify": cmd_verify,            "build": cmd_build, "run": cmd_run, "activate": cmd_activate, "rollback": cmd_rollback,
             "releases": cmd_releases}
 
 
