@@ -93,7 +93,8 @@ def build_report(job, q, exp, v, checked, times: dict, staging: Path) -> dict:
         "greedy_generation": v.greedy,
         "host_latency": lat.to_dict() if lat else None,
         "export": {"opset": exp.opset, "ops": exp.ops, "initializers": exp.initializers,
-                   "external_data": exp.external_data},
+                   "external_data": exp.external_data, "traced_layers": exp.traced_layers,
+                   "traced_whole": exp.traced_whole},
         "stage_seconds": times,
     }
     if metrics and "fp16_reference" in metrics:
