@@ -38,7 +38,7 @@ PLANNER_WITHIN = 0.15
 ROWS: list[dict] = []
 
 
-def _child(model: str | None, bits: int, out: str) -> None:
+def _child(model: str | None, bits: int, out: str, check: str = "auto") -> None:
     """Runs inside the subprocess: one build, printing JSON with per-stage time and peak RSS."""
     import contextlib
 
@@ -55,7 +55,7 @@ def _child(model: str | None, bits: int, out: str) -> None:
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
     res = dsedge.build(model, target="orin", quant=config_from_options(bits=bits), output=out, stage=stage,
-                       latency=False, use_cache=False)
+                       latency=False, use_cache=False, check_scope=check)
     r = res.report
     hp = r["host_plan"]
     predicted = hp["full_check_gib"] if hp["check_scope"] == "full" else max(hp["stream_peak_gib"], hp["truncated_check_gib"])
@@ -65,9 +65,9 @@ def _child(model: str | None, bits: int, out: str) -> None:
                       "tensorrt_ok": r["tensorrt_compat"]["ok"], "fallbacks": len(r["quantization"]["layer_fallbacks"])}))
 
 
-def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path) -> dict | None:
+def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path, check: str = "auto") -> dict | None:
     out = tmp / f"art-{bits}"
-    cmd = [sys.executable, __file__, "--child", model or "", "--bits", str(bits), "--out", str(out)]
+    cmd = [sys.executable, __file__, "--child", model or "", "--bits", str(bits), "--out", str(out), "--check", check]
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -111,9 +111,11 @@ def main() -> None:
     ap.add_argument("--experts", type=int, default=None, help="MoE: keep only this many routed experts")
     ap.add_argument("--vocab", type=int, default=None, help="keep only this many vocabulary rows")
     ap.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp folder)")
+    ap.add_argument("--check", default="auto", choices=("auto", "full", "truncated"),
+                    help="the builds' --check scope (truncated: what a whole big model gets)")
     a = ap.parse_args()
     if a.child is not None:
-        return _child(a.child or None, int(a.bits), a.out)
+        return _child(a.child or None, int(a.bits), a.out, a.check)
     if a.generate is not None:
         from dsedge.reference.synthetic import write_checkpoint
 
@@ -131,7 +133,7 @@ def main() -> None:
                 ckpt = reference.checkpoint_path()
                 size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors"))
                 for b in bits:
-                    run("reference", None, b, size, tmp)
+                    run("reference", None, b, size, tmp, a.check)
                 continue
             pub = json.loads((CONFIGS / f"{name}.json").read_text())
             cut = [f"{a.layers} of {pub['num_hidden_layers']} layers" if a.layers else f"all {pub['num_hidden_layers']} layers"]
@@ -150,7 +152,7 @@ def main() -> None:
             print(f"\n{name} ({', '.join(cut)}; random BF16, {size / 1e9:.2f} GB) generated in "
                   f"{time.perf_counter() - t:.0f} s", flush=True)
             for b in bits:
-                run(name, str(folder), b, size, tmp)
+                run(name, str(folder), b, size, tmp, a.check)
     print(f"\n{'configuration':<24}{'bits':>5}{'build s':>9}{'peak GiB':>10}{'planner':>9}{'ratio':>7}"
           f"{'ONNX-PT':>10}  result")
     for r in ROWS:

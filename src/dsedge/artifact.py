@@ -178,15 +178,18 @@ def write_manifest(folder: Path, **fields) -> dict:
     return json.loads(text)  # what a reader gets back (tuples as lists, paths as strings)
 
 
-def verify_artifact(folder: Path, role: str = "artifact") -> dict:
+def verify_artifact(folder: Path, role: str = "artifact", skip: tuple[str, ...] = ()) -> dict:
     """Every file the manifest lists, checked against its size and sha256 (nothing is trusted that
-    was changed after dsedge wrote it). -> the manifest; UsageError naming the first file that differs."""
+    was changed after dsedge wrote it). -> the manifest; UsageError naming the first file that differs.
+    skip: files about to be rewritten (dsedge report's report.md / .html)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise UsageError(f"{role} {folder}: manifest.json lists no files", "rebuild the artifact with dsedge build")
     for name, want in files.items():
+        if name in skip:
+            continue
         p = folder / name
         if not isinstance(want, dict) or ".." in Path(name).parts or Path(name).is_absolute():
             raise UsageError(f"{role} {folder}: manifest.json entry {name!r} is malformed",

@@ -102,6 +102,12 @@ def test_dsedge_report_regenerates_md_and_html(built, tmp_path):
     data["host_latency"] = None
     (art / "report.json").write_text(json.dumps(data))
     r = CliRunner().invoke(app, ["report", str(art)])
+    assert r.exit_code == 2 and "report.json is " in r.output and "changed after dsedge wrote it" in r.output
+    manifest = json.loads((art / "manifest.json").read_text())   # as an older artifact's own manifest says
+    manifest["files"]["report.json"] = {"sha256": file_sha256(art / "report.json"),
+                                        "bytes": (art / "report.json").stat().st_size}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    r = CliRunner().invoke(app, ["report", str(art)])
     assert r.exit_code == 0, r.output
     html = (art / "report.html").read_text()
     assert len(_images(html)) == 0 and html.count("Not available:") == 3 and "older dsedge" in html

@@ -13,11 +13,14 @@ def test_cli_overrides(tmp_path):
 
 
 def test_project_file_then_cli(tmp_path):
-    (tmp_path / "dsedge.yaml").write_text("budgets:\n  ttft_ms: 300\n  avg_power_w: null\nother_section: {x: 1}\n")
+    (tmp_path / "dsedge.yaml").write_text("budgets:\n  ttft_ms: 300\n  avg_power_w: null\ngate: {max_kl: 0.1}\n")
     t = apply_budget_overrides(find_target("orin"), [], cwd=tmp_path)
     assert t.budgets.ttft_ms == 300 and t.budgets.avg_power_w is None
     t = apply_budget_overrides(find_target("orin"), ["ttft_ms=250"], cwd=tmp_path)
     assert t.budgets.ttft_ms == 250
+    (tmp_path / "dsedge.yaml").write_text("budgets:\n  ttft_ms: 300\nother_section: {x: 1}\n")
+    with pytest.raises(UsageError, match="unknown section 'other_section'"):   # it would be silently ignored
+        apply_budget_overrides(find_target("orin"), [], cwd=tmp_path)
 
 
 def test_no_project_file_no_change(tmp_path):
