@@ -14,6 +14,7 @@ BASE_BYTES = int(1.0 * GiB)
 TRUNCATED_LAYERS = 2
 EVAL_WINDOWS, EVAL_WIDTH = 32, 128   # the default eval: 32 windows of 128 tokens
 MOE_CHECK_BYTES_PER_PARAM = 5.5
+MOE_TRUNCATED_BYTES_PER_PARAM = 9.0
 
 
 def available_memory_bytes() -> int:
@@ -75,6 +76,12 @@ class HostPlan:
                 "check_scope": self.scope, "check_layers": self.check_layers, "layers": self.n_layers}
 
 
+def _layer(key: str, prefix: str) -> int:
+    """The decoder layer index of a state-dict key under `prefix` ("model.layers.")."""
+    head = key[len(prefix):].split(".", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
 def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = None,
               budget_fraction: float = 0.7, quant=None) -> HostPlan:
     """Streaming export peak: the largest tensor in BF16 (mmap), FP32, FP16 and codes, plus a
@@ -91,8 +98,9 @@ def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = N
     n = ckpt.n_layers
     prefix = ckpt.spec.layers_prefix + "."
     outside = sum(v for k, v in sizes.items() if not k.startswith(prefix))   # embeddings, head, norm
-    per_layer = (params - outside) / max(n, 1)
-    t_params = int(outside + per_layer * min(n, TRUNCATED_LAYERS))
+    first = [k for k in sizes if k.startswith(prefix) and _layer(k, prefix) < TRUNCATED_LAYERS]
+    t_params = outside + sum(sizes[k] for k in first)     # the truncated check's model (MoE: its first
+    #                                                        layers are not the average layer)
     stream = BASE_BYTES + largest * (2 + 4 + 4 + 2 + 1) + GiB
     # the accuracy check holds one batch of logits per model (reference, PyTorch, ONNX, and
     # onnxruntime's output buffer), sized by the vocabulary (check/accuracy.py eval_batch)
@@ -109,7 +117,12 @@ def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = N
             + int(experts * MOE_CHECK_BYTES_PER_PARAM))
     # PyTorch (FP32 truncated model + one tensor in conversion) and onnxruntime (FP16 graph,
     # ~3 B/param measured on a 7B) run one after the other: the models are freed in between
-    truncated = BASE_BYTES + max(t_params * 4 + largest * 4, t_params * 3)
+    # routed experts in those layers: measured on DeepSeek-V2-Lite (27 layers whole, and cut to 3),
+    # the truncated check peaked at 9.3 / 11.0 GiB, 4.6-5.0 GiB over the dense terms for its 553 M
+    # expert parameters (transformers' fused 3-D experts next to the per-expert ONNX branches)
+    experts_t = sum(sizes[k] for k in first if moe is not None and f".{moe.experts}." in k)
+    truncated = (BASE_BYTES + max(t_params * 4 + largest * 4, t_params * 3)
+                 + int(experts_t * MOE_TRUNCATED_BYTES_PER_PARAM))
     avail = available_memory_bytes() if available is None else available
     scope = "full" if full <= budget_fraction * avail else "truncated"
     calibrated = quant is not None and getattr(quant, "needs_model", False)
