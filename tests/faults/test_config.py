@@ -43,3 +43,23 @@ def test_a_single_line_eval_file_reads_only_what_it_uses(tmp_path):
     d = load_eval(tok, f)
     assert d.windows.shape == (32, 128)
     assert (d.windows[:, 1:] != tok.eos_token_id).all()   # no line ends invented inside the line
+
+
+def test_a_calibration_file_over_its_limit_is_refused(tmp_path):
+    from dsedge.calib.recipes import resolve_calibration
+    from dsedge.errors import UsageError
+
+    huge = tmp_path / "calib.txt"
+    with open(huge, "wb") as f:
+        f.truncate(300 << 20)
+    with pytest.raises(UsageError, match="300 MiB, over the 256 MiB limit"):
+        resolve_calibration(str(huge), tokenizer=None)
+
+
+@pytest.mark.parametrize("text,words", [("[1, 2]", "does not hold a JSON object"),
+                                        ('{"model": 3, "onnx": [1]}', "is malformed")])
+def test_dsedge_report_on_a_malformed_report_json(tmp_path, text, words):
+    """A report.json with no manifest to check it against, and fields of the wrong shape: exit 2."""
+    (tmp_path / "report.json").write_text(text)
+    refused(dsedge("report", tmp_path), words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]

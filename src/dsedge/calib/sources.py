@@ -16,6 +16,7 @@ from ..errors import UsageError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+MAX_CALIB_BYTES = 256 << 20
 
 
 @dataclass
@@ -122,6 +123,11 @@ def _read(path: Path) -> bytes:
         raise UsageError(f"calibration file {path} does not exist",
                          "pass --calib with an existing .txt or .jsonl file, or a recipe name (dsedge "
                          "looks in calibration/*.yaml)")
+    size = path.stat().st_size
+    if size > MAX_CALIB_BYTES:
+        raise UsageError(f"calibration file {path} is {size / 2**20:.0f} MiB, over the {MAX_CALIB_BYTES >> 20} MiB "
+                         "limit (a few hundred windows of text are used)",
+                         "pass a sample of the text (a few MB is plenty), or a recipe with samples / seq_len")
     return path.read_bytes()
 
 
