@@ -1,0 +1,151 @@
+"""dsedge against onnxruntime-genai's model builder on the same checkpoint: conversion (wall, CPU,
+peak RSS) and host decode (ms/token, peak RSS), A/B interleaved, medians, ratios dsedge / peer.
+
+    pip install onnxruntime-genai                      # the peer (not a dsedge dependency)
+    python benchmarks/compare_peers.py --model DIR     # any Qwen2 / Llama layout HF folder
+    python benchmarks/compare_peers.py --config r1-distill-qwen-1.5b --layers 8 --vocab 32768
+
+Each conversion runs in its own process under `/usr/bin/time -f "%e %U %S %M"` (wall s, user s,
+system s, max RSS KB): `dsedge build --bits 4 --no-cache` (default checks; the export stage's
+seconds are read from its report.json) against `python -m onnxruntime_genai.models.builder -p
+int4 -e cpu`. Decode: a prompt of --prompt tokens, then --tokens greedy tokens, one thread, each
+side in its own process (its peak RSS is its own): dsedge's runner (dsedge.check.OnnxDecoder, the
+graph TensorRT gets, onnxruntime's MatMulNBits fusion at accuracy level 1, as `dsedge bench`) and
+onnxruntime-genai's Generator on its own model (its default accuracy level, 4 for int4 CPU: INT8
+activations). The two graphs are not the same: this measures what each user gets by default.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(cmd: list[str], log: Path) -> dict:
+    """Run cmd under /usr/bin/time; -> wall, cpu (user + sys) seconds and peak RSS GiB."""
+    stats = log.with_suffix(".time")
+    with open(log, "w") as out:
+        r = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(stats), *cmd], stdout=out,
+                           stderr=subprocess.STDOUT)
+    if r.returncode not in (0, 1):     # dsedge exits 1 for a missed target budget, which is not a failure here
+        sys.exit(f"{' '.join(cmd[:4])}... failed (exit {r.returncode}); see {log}")
+    wall, user, sys_, kb = stats.read_text().split()[-4:]
+    return {"wall": float(wall), "cpu": float(user) + float(sys_), "peak_gib": int(kb) / 2**20}
+
+
+def decode_child(side: str, model: str, prompt: int, tokens: int) -> None:
+    """In a fresh process: prefill `prompt` tokens, then `tokens` greedy steps; print ms/token."""
+    import resource
+
+    import numpy as np
+
+    ids = (np.arange(prompt, dtype=np.int64) * 7919 % 997 + 4).reshape(1, prompt)
+    steps = []
+    if side == "dsedge":
+        from dsedge.check import OnnxDecoder
+
+        dec = OnnxDecoder(Path(model) / "model.onnx", threads=1)
+        logits, past = dec.run(ids)
+        for _ in range(tokens):
+            nxt = logits[:, -1].argmax(-1).reshape(1, 1).astype(np.int64)
+            t = time.perf_counter()
+            logits, past = dec.run(nxt, past)
+            steps.append(time.perf_counter() - t)
+    else:
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(m := og.Model(model))
+        params.set_search_options(max_length=prompt + tokens + 1, do_sample=False)
+        gen = og.Generator(m, params)
+        gen.append_tokens(ids)
+        gen.generate_next_token()
+        for _ in range(tokens):
+            t = time.perf_counter()
+            gen.generate_next_token()
+            steps.append(time.perf_counter() - t)
+    print(json.dumps({"ms_per_token": 1e3 * statistics.median(steps),
+                      "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+
+
+def one_thread(genai_dir: Path) -> None:
+    """onnxruntime-genai reads its threads from genai_config.json: one, as dsedge's side gets."""
+    f = genai_dir / "genai_config.json"
+    cfg = json.loads(f.read_text())
+    cfg["model"]["decoder"].setdefault("session_options", {})["intra_op_num_threads"] = 1
+    f.write_text(json.dumps(cfg, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="a Hugging Face checkpoint folder")
+    ap.add_argument("--config", help="or a published configuration (src/dsedge/archs/configs), generated")
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--vocab", type=int, default=None)
+    ap.add_argument("--reps", type=int, default=2, help="A/B pairs of conversions")
+    ap.add_argument("--prompt", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--decode-child", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.decode_child:
+        return decode_child(*a.decode_child, a.prompt, a.tokens)
+    try:
+        import onnxruntime_genai  # noqa: F401
+    except ImportError:
+        sys.exit("onnxruntime-genai is not installed: pip install onnxruntime-genai")
+    with tempfile.TemporaryDirectory(dir=a.workdir) as d:
+        tmp = Path(d)
+        model = a.model
+        if model is None:
+            from dsedge.reference.synthetic import write_checkpoint
+
+            model = str(write_checkpoint(a.config, tmp / a.config, a.layers, None, a.vocab))
+        size = sum(f.stat().st_size for f in Path(model).glob("*.safetensors"))
+        print(f"checkpoint {model}: {size / 1e9:.2f} GB of safetensors")
+        runs: dict[str, list[dict]] = {"dsedge": [], "peer": []}
+        export_s = []
+        for i in range(a.reps):                     # A/B interleaved
+            for side in ("dsedge", "peer") if i % 2 == 0 else ("peer", "dsedge"):
+                out = tmp / f"{side}-{i}"
+                cmd = ([sys.executable, "-m", "dsedge", "build", "--model", model, "--bits", "4", "--no-cache",
+                        "--no-latency", "-o", str(out)] if side == "dsedge" else
+                       [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", model, "-o", str(out),
+                        "-p", "int4", "-e", "cpu", "-c", str(tmp / "genai-cache")])
+                runs[side].append(timed(cmd, tmp / f"{side}-{i}.log"))
+                if side == "dsedge":
+                    export_s.append(json.loads((out / "report.json").read_text())["stage_seconds"]["export"])
+                if i < a.reps - 1:
+                    shutil.rmtree(out)
+        med = {s: {k: statistics.median(r[k] for r in v) for k in ("wall", "cpu", "peak_gib")} for s, v in runs.items()}
+        print(f"\nconversion, medians of {a.reps} (A/B interleaved)")
+        print(f"{'':<28}{'dsedge':>10}{'peer':>10}{'ratio':>8}")
+        for k, label in (("wall", "wall s"), ("cpu", "CPU s"), ("peak_gib", "peak RSS GiB")):
+            print(f"{label:<28}{med['dsedge'][k]:>10.1f}{med['peer'][k]:>10.1f}{med['dsedge'][k] / med['peer'][k]:>8.2f}")
+        e = statistics.median(export_s)
+        print(f"{'dsedge export stage s':<28}{e:>10.1f}{med['peer']['wall']:>10.1f}{e / med['peer']['wall']:>8.2f}")
+        last = a.reps - 1
+        one_thread(tmp / f"peer-{last}")
+        dec = {"dsedge": [], "peer": []}
+        for i in range(2):
+            for side in ("dsedge", "peer") if i % 2 == 0 else ("peer", "dsedge"):
+                r = subprocess.run([sys.executable, __file__, "--decode-child", side, str(tmp / f"{side}-{last}"),
+                                    "--prompt", str(a.prompt), "--tokens", str(a.tokens)],
+                                   capture_output=True, text=True)
+                if r.returncode:
+                    sys.exit(f"{side} decode failed:\n{r.stderr[-3000:]}")
+                dec[side].append(json.loads(r.stdout.strip().splitlines()[-1]))
+        print(f"\nhost decode, 1 thread, {a.prompt}-token prompt + {a.tokens} greedy tokens, medians of 2")
+        print(f"{'':<28}{'dsedge':>10}{'peer':>10}{'ratio':>8}")
+        for k, label in (("ms_per_token", "ms / token"), ("peak_gib", "peak RSS GiB")):
+            x, y = (statistics.median(r[k] for r in dec[s]) for s in ("dsedge", "peer"))
+            print(f"{label:<28}{x:>10.2f}{y:>10.2f}{x / y:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
