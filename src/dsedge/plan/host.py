@@ -82,7 +82,12 @@ def _layer(key: str, prefix: str) -> int:
     return int(head) if head.isdigit() else -1
 
 
-def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = None,
+# bytes per parameter of the exported graph by weight bits (INT4: codes + FP16 scales per 128 and
+# the FP16 embedding / head; FP16: 2)
+ONNX_BYTES_PER_PARAM = {4: 0.6, 8: 1.05, 16: 2.0}
+
+
+def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | None = None,
               budget_fraction: float = 0.7, quant=None) -> HostPlan:
     """Streaming export peak: the largest tensor in BF16 (mmap), FP32, FP16 and codes, plus a
     1 GiB write window (onnx_ir's max in-flight bytes). The full check needs the model twice in
@@ -92,6 +97,8 @@ def plan_host(ckpt, onnx_bytes_per_param: float = 0.6, available: int | None = N
     measured. quant: the build's config; a calibrated method (quant.needs_model) holds the whole
     model in FP32 while the library runs (quantize/calibrated.py), counted here with a quarter on
     top for its copies and activations."""
+    if onnx_bytes_per_param is None:   # the check's onnxruntime session holds the graph's weights
+        onnx_bytes_per_param = ONNX_BYTES_PER_PARAM.get(getattr(quant, "bits", 4), 0.6)
     sizes = {name: math.prod(info.shape) for name, info in ckpt.index.items()}
     params = sum(sizes.values())
     largest = max(sizes.values(), default=0)
