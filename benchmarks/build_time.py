@@ -97,6 +97,19 @@ def run(label: str, model: str | None, bits: int, ckpt_bytes: int, tmp: Path, ch
     return res
 
 
+def _plan(name: str, folder: Path, bits: list[int]) -> None:
+    """What the planner predicts for the build's scope, as _child reads it from report.json."""
+    from dsedge.load import open_checkpoint
+    from dsedge.plan.host import GiB, plan_host
+    from dsedge.quantize import config_from_options
+
+    ckpt = open_checkpoint(folder)
+    for b in bits:
+        p = plan_host(ckpt, quant=config_from_options(bits=b))
+        peak = p.full_check_bytes if p.scope == "full" else max(p.stream_peak_bytes, p.truncated_check_bytes)
+        print(f"  planner {name} --bits {b}: {peak / GiB:.2f} GiB (scope {p.scope})", flush=True)
+
+
 def main() -> None:
     from dsedge.archs import CONFIGS, supported
 
@@ -111,6 +124,8 @@ def main() -> None:
     ap.add_argument("--experts", type=int, default=None, help="MoE: keep only this many routed experts")
     ap.add_argument("--vocab", type=int, default=None, help="keep only this many vocabulary rows")
     ap.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp folder)")
+    ap.add_argument("--plan-only", action="store_true",
+                    help="generate each configuration and print the host planner's prediction, without building")
     ap.add_argument("--check", default="auto", choices=("auto", "full", "truncated"),
                     help="the builds' --check scope (truncated: what a whole big model gets)")
     a = ap.parse_args()
@@ -151,8 +166,13 @@ def main() -> None:
             size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
             print(f"\n{name} ({', '.join(cut)}; random BF16, {size / 1e9:.2f} GB) generated in "
                   f"{time.perf_counter() - t:.0f} s", flush=True)
+            if a.plan_only:
+                _plan(name, folder, bits)
+                continue
             for b in bits:
                 run(name, str(folder), b, size, tmp, a.check)
+    if a.plan_only:
+        return
     print(f"\n{'configuration':<24}{'bits':>5}{'build s':>9}{'peak GiB':>10}{'planner':>9}{'ratio':>7}"
           f"{'ONNX-PT':>10}  result")
     for r in ROWS:
