@@ -76,19 +76,17 @@ def _structure(config, dtype, opset, cache, assembled: bool = True) -> tuple:
     cfg = config.to_dict()
     k, template = depth_plan([spec.layer_kind(cfg, i) for i in range(n)])
     full = DecoderContract.from_config(config)
-    whole = None
+    model, whole = None, None
     if template and assembled:
-        model, traced = _traced(truncated_config(config, k), dtype, opset, cache)
+        small, traced = _traced(truncated_config(config, k), dtype, opset, cache)
         try:
-            proto = assemble(ir.serde.serialize_model(model), traced, full, template,
-                             PARAM_PREFIX + spec.layers_prefix)
-            model = ir.serde.deserialize_model(proto)
+            model = ir.serde.deserialize_model(assemble(ir.serde.serialize_model(small), traced, full, template,
+                                                        PARAM_PREFIX + spec.layers_prefix))
         except Uncuttable as e:
-            whole, k = str(e), n
-    else:
-        k = n
-    if k == n:
+            whole = str(e)
+    if model is None:
         model, _ = _traced(config, dtype, opset, cache)
+        k = n
     graph = model.graph
     keep = set(full.input_names)
     params = [v for v in graph.inputs if v.name not in keep]

@@ -151,14 +151,17 @@ def assemble(model: onnx.ModelProto, traced: DecoderContract, full: DecoderContr
     new_infos: list[onnx.ValueInfoProto] = []
     new_params: list[onnx.ValueInfoProto] = []
     prev_out = hidden_out[k - 1]
-    for i in range(k, n):
-        t = template[i]
-        local: set[str] = set()
+    locals_of: dict[int, set[str]] = {}             # template -> the values its nodes write
+    for t in set(template.values()):
+        local = locals_of[t] = set()
         for node in parts[t]:
             local |= {x for x in node.output if x}
             for a in node.attribute:
                 for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                     _sub_locals(sub, local)
+    for i in range(k, n):
+        t = template[i]
+        local = locals_of[t]
         cache_map = {}
         for kind, _, _ in traced.layout:
             cache_map[f"past_key_values.{t}.{kind}"] = f"past_key_values.{i}.{kind}"
