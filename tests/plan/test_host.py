@@ -11,7 +11,7 @@ from dsedge.reference.synthetic import synthetic_config, tensor_shapes
 def _headers_only(name: str):
     """What plan_host reads of a checkpoint: its safetensors index (shapes), config and layer count."""
     cfg, _ = synthetic_config(name, layers=None)
-    index = {k: SimpleNamespace(shape=s) for k, s in tensor_shapes(cfg).items()}
+    index = {k: SimpleNamespace(shape=s, dtype="BF16") for k, s in tensor_shapes(cfg).items()}
     return SimpleNamespace(index=index, raw_config=cfg, n_layers=cfg["num_hidden_layers"],
                            spec=REGISTRY[cfg["architectures"][0]])
 

@@ -102,3 +102,24 @@ def test_permuted_weight_dequantizes_in_original_order(w):
 def test_nbytes_counts_packed_codes_and_fp16_scales():
     qw = QuantizedWeight(torch.zeros(256, 512, dtype=torch.int8), torch.ones(256, 4), None, 4, 128)
     assert qw.nbytes() == 256 * 512 // 2 + 2 * 256 * 4
+
+
+@pytest.mark.parametrize("sym", [True, False])
+def test_row_blocks_give_the_same_result_as_one_block(monkeypatch, sym):
+    """Big tensors are quantized in blocks of rows: blocks of 3 rows (and an uneven last one)
+    must produce exactly what one block does."""
+    from dsedge.quantize import primitives as P
+
+    w = torch.randn(50, 256, generator=torch.Generator().manual_seed(1)) * 0.02
+    whole = quantize_weight(w, 4, 64, sym)
+    packed = P.pack_int4(whole.codes)
+    deq = whole.dequantize()
+    monkeypatch.setattr(P, "ROW_BLOCK_BYTES", 3 * 256 * 4)
+    assert len(P._row_blocks(50, 256)) == 17
+    blocked = quantize_weight(w, 4, 64, sym)
+    assert torch.equal(blocked.codes, whole.codes) and torch.equal(blocked.scale, whole.scale)
+    assert (blocked.zero_point is None) == sym
+    if not sym:
+        assert torch.equal(blocked.zero_point, whole.zero_point)
+    assert torch.equal(P.pack_int4(blocked.codes), packed)
+    assert torch.equal(blocked.dequantize(), deq)

@@ -252,7 +252,7 @@ def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
@@ -282,7 +282,7 @@ def _read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]
         if not isinstance(meta, dict):
             raise bad(f"entry {name} is not an object")
         dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
-        if dtype not in _DTYPE_BYTES:
+        if dtype not in DTYPE_BYTES:
             raise bad(f"{name}: dtype {dtype!r} is not a safetensors dtype")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
@@ -290,7 +290,7 @@ def _read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
             raise bad(f"{name}: data_offsets {offsets!r} is not [begin, end]")
         begin, stop = offsets
-        want = math.prod(shape) * _DTYPE_BYTES[dtype]
+        want = math.prod(shape) * DTYPE_BYTES[dtype]
         if begin < 0 or stop - begin != want:
             raise bad(f"{name}: data_offsets {offsets} span {stop - begin} bytes, shape {shape} x {dtype} is {want}")
         out[name] = (dtype, tuple(shape))

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..load.checkpoint import DTYPE_BYTES
+
 GiB = 1 << 30
 # Fixed cost of the process: torch, transformers, onnxruntime, the traced graph (measured ~0.6 GiB
 # for the tiny reference build; the trace's node objects do not depend on the weights).
@@ -14,7 +16,7 @@ BASE_BYTES = int(1.0 * GiB)
 TRUNCATED_LAYERS = 2
 EVAL_WINDOWS, EVAL_WIDTH = 32, 128   # the default eval: 32 windows of 128 tokens
 MOE_CHECK_BYTES_PER_PARAM = 5.5
-MOE_TRUNCATED_BYTES_PER_PARAM = 9.0
+MOE_TRUNCATED_BYTES_PER_PARAM = 4.5
 
 
 def available_memory_bytes() -> int:
@@ -108,7 +110,10 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
     first = [k for k in sizes if k.startswith(prefix) and _layer(k, prefix) < TRUNCATED_LAYERS]
     t_params = outside + sum(sizes[k] for k in first)     # the truncated check's model (MoE: its first
     #                                                        layers are not the average layer)
-    stream = BASE_BYTES + largest * (2 + 4 + 4 + 2 + 1) + GiB
+    # the largest tensor: its checkpoint pages (BF16), FP32 copy, int8 codes and the dequantized
+    # copy its error is measured against (the quantizer's temporaries are per row block:
+    # quantize/primitives.py ROW_BLOCK_BYTES); measured 4.19 GiB on a 235 M-value MLP weight
+    stream = BASE_BYTES + largest * (2 + 4 + 1 + 4) + GiB
     # the accuracy check holds one batch of logits per model (reference, PyTorch, ONNX, and
     # onnxruntime's output buffer), sized by the vocabulary (check/accuracy.py eval_batch)
     from ..check.accuracy import eval_batch
@@ -124,11 +129,18 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
             + int(experts * MOE_CHECK_BYTES_PER_PARAM))
     # PyTorch (FP32 truncated model + one tensor in conversion) and onnxruntime (FP16 graph,
     # ~3 B/param measured on a 7B) run one after the other: the models are freed in between
-    # routed experts in those layers: measured on DeepSeek-V2-Lite (27 layers whole, and cut to 3),
-    # the truncated check peaked at 9.3 / 11.0 GiB, 4.6-5.0 GiB over the dense terms for its 553 M
+    # routed experts in those layers: measured on DeepSeek-V2-Lite cut to 2 layers (all 64 experts),
+    # the truncated check peaked at 10.5 GiB, 2.3 GiB over the dense terms below for its 553 M
     # expert parameters (transformers' fused 3-D experts next to the per-expert ONNX branches)
     experts_t = sum(sizes[k] for k in first if moe is not None and f".{moe.experts}." in k)
-    truncated = (BASE_BYTES + max(t_params * 4 + largest * 4, t_params * 3)
+    # Loading that model (transformers, from memory-mapped safetensors) holds it in FP32 next to
+    # the checkpoint's pages it read, resident until the load returns: measured on
+    # R1-Distill-Llama-70B cut to 2 layers (1.84 B parameters), 11.07 GiB at the load against
+    # 1 + 1.84 B x (4 + 2) B. The check graph's export then runs beside the FP32 model.
+    t_stored = sum(sizes[k] * DTYPE_BYTES.get(ckpt.index[k].dtype, 2) for k in sizes
+                   if not k.startswith(prefix) or _layer(k, prefix) < TRUNCATED_LAYERS)
+    window = stream - BASE_BYTES
+    truncated = (BASE_BYTES + max(t_params * 4 + t_stored, t_params * 4 + window, t_params * 3)
                  + int(experts_t * MOE_TRUNCATED_BYTES_PER_PARAM))
     avail = available_memory_bytes() if available is None else available
     scope = "full" if full <= budget_fraction * avail else "truncated"

@@ -19,6 +19,18 @@ def qrange(bits: int, symmetric: bool = True) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
+# Big tensors are processed in blocks of output rows (every group lies within one row, so this
+# is exact): the float temporaries of a block stay ~ROW_BLOCK_BYTES, not several copies of a
+# 235 M-value MLP weight (R1-Distill-Llama-70B) or a 151,936-row embedding at once.
+ROW_BLOCK_BYTES = 64 << 20
+
+
+def _row_blocks(n: int, k: int):
+    """(start, stop) row ranges of about ROW_BLOCK_BYTES of float32 each."""
+    rows = max(1, ROW_BLOCK_BYTES // (4 * max(k, 1)))
+    return [(i, min(n, i + rows)) for i in range(0, n, rows)]
+
+
 def _groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, int]:
     n, k = w.shape
     g = k if group_size in (-1, None) else group_size
@@ -34,10 +46,24 @@ def choose_qparams(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
     The scale is rounded to `scale_dtype` (what the artifact stores) before codes are computed,
     so that PyTorch fake-quantization and the exported graph dequantize to identical values.
     """
-    wg, _ = _groups(w.float(), group_size)                               # (N, G, g)
+    n, k = w.shape
+    _groups(w[:0], group_size)                                           # checks the group divides K
+    g = k if group_size in (-1, None) else group_size
+    scale = torch.empty(n, k // g)                                       # (N, G)
+    zero = None if symmetric else torch.empty(n, k // g, dtype=torch.int8)
+    for a, b in _row_blocks(n, k):
+        s, z = _choose_block(w[a:b], bits, group_size, symmetric, scale_dtype)
+        scale[a:b] = s
+        if zero is not None:
+            zero[a:b] = z
+    return scale, zero
+
+
+def _choose_block(w, bits, group_size, symmetric, scale_dtype):
+    wg, _ = _groups(w.float(), group_size)                               # (n, G, g)
     qmin, qmax = qrange(bits, symmetric)
     if symmetric:
-        amax = wg.abs().amax(-1)                                         # (N, G)
+        amax = wg.abs().amax(-1)                                         # (n, G)
         scale = amax / qmax
         zero = None
     else:
@@ -54,20 +80,28 @@ def choose_qparams(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
 def quantize_affine(w: torch.Tensor, group_size: int, scale: torch.Tensor, zero: torch.Tensor | None,
                     qmin: int, qmax: int) -> torch.Tensor:
     """Round w to integer codes, (N, K) float -> (N, K) int8 (values in [qmin, qmax])."""
-    wg, _ = _groups(w.float(), group_size)                               # (N, G, g)
-    q = torch.round(wg / scale.unsqueeze(-1))
-    if zero is not None:
-        q = q + zero.unsqueeze(-1).float()
-    return torch.clamp(q, qmin, qmax).to(torch.int8).reshape(w.shape)
+    n, k = w.shape
+    codes = torch.empty(n, k, dtype=torch.int8)
+    for a, b in _row_blocks(n, k):
+        wg, _ = _groups(w[a:b].float(), group_size)                      # (n, G, g)
+        q = torch.round(wg / scale[a:b].unsqueeze(-1))
+        if zero is not None:
+            q += zero[a:b].unsqueeze(-1).float()
+        codes[a:b] = q.clamp_(qmin, qmax).reshape(b - a, k)
+    return codes
 
 
 def dequantize_affine(codes: torch.Tensor, group_size: int, scale: torch.Tensor,
                       zero: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(N, K) integer codes -> (N, K) float."""
-    cg, _ = _groups(codes.float(), group_size)                           # (N, G, g)
-    if zero is not None:
-        cg = cg - zero.unsqueeze(-1).float()
-    return (cg * scale.float().unsqueeze(-1)).reshape(codes.shape).to(dtype)
+    n, k = codes.shape
+    out = torch.empty(n, k, dtype=dtype)
+    for a, b in _row_blocks(n, k):
+        cg, _ = _groups(codes[a:b].float(), group_size)                  # (n, G, g)
+        if zero is not None:
+            cg -= zero[a:b].unsqueeze(-1).float()
+        out[a:b] = (cg * scale[a:b].float().unsqueeze(-1)).reshape(b - a, k)
+    return out
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:
@@ -77,8 +111,12 @@ def pack_int4(codes: torch.Tensor) -> torch.Tensor:
     """
     if codes.shape[-1] % 2:
         raise ValueError("last dimension must be even to pack int4 pairs")
-    nib = (codes.to(torch.int16) & 0xF).to(torch.uint8)
-    return nib[..., 0::2] | (nib[..., 1::2] << 4)
+    flat = codes.reshape(-1, codes.shape[-1])                            # (R, K)
+    out = torch.empty(flat.shape[0], flat.shape[1] // 2, dtype=torch.uint8)
+    for a, b in _row_blocks(*flat.shape):
+        nib = (flat[a:b].to(torch.int16) & 0xF).to(torch.uint8)
+        out[a:b] = nib[:, 0::2] | (nib[:, 1::2] << 4)
+    return out.reshape(*codes.shape[:-1], codes.shape[-1] // 2)
 
 
 def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:

@@ -62,7 +62,7 @@ def validate_stage(job, q, exp, act_dtype: torch.dtype, scratch: Path, cache, ge
     if not full:
         q_model = ref_model = None
         gc.collect()
-    decoder = OnnxDecoder(checked_onnx)
+    decoder = OnnxDecoder(checked_onnx, arena=False)
     atol, rtol = TOLERANCE[check_dtype]
     fidelity = compare_with(decoder, *steps, atol, rtol)
     gen = greedy_agreement(decoder, prompts, *torch_gen, atol + rtol * fidelity.max_abs_logit)
