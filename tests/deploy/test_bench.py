@@ -25,7 +25,7 @@ def test_local_bench_records_measured_figures(artifacts, tmp_path):
     sysfs = tmp_path / "sysfs"
     agx_orin(sysfs)                      # 15.18 W, constant
     b = deploy.bench(art, runtime="onnxruntime", power_root=str(sysfs), **SMALL)
-    assert b["runtime"] == "onnxruntime"
+    assert b["runtime"] == "onnxruntime" and b["onnxruntime_accuracy_level"] == 1
     assert b["decode_ms"]["n"] == 16 and 0 < b["decode_ms"]["median"] <= b["decode_ms"]["p90"] <= b["decode_ms"]["p99"]
     assert b["ttft_ms"]["n"] == 2 and b["decode_tokens_per_s"] == pytest.approx(1e3 / b["decode_ms"]["median"])
     p = b["power"]
@@ -70,8 +70,9 @@ def test_bench_over_ssh_and_cli_table(sshd, artifacts, tmp_path):
     sysfs = tmp_path / "sysfs"
     agx_orin(sysfs)
     got = deploy.bench(art, sshd.address, root=str(root), python=sys.executable, known_hosts=sshd.known_hosts,
-                       identity=sshd.user_key, power_root=str(sysfs), **SMALL)
+                       identity=sshd.user_key, power_root=str(sysfs), accuracy_level=4, **SMALL)
     assert got["where"].startswith(sshd.address) and artifact_id(a) in got["where"]
+    assert got["onnxruntime_accuracy_level"] == 4     # reached the device side
     assert got["power"]["avg_w"] == pytest.approx(15.18, rel=1e-3)
     assert json.loads((art / "report.json").read_text())["measured"]["bench"]["where"] == got["where"]
 
@@ -85,3 +86,20 @@ def test_bench_over_ssh_and_cli_table(sshd, artifacts, tmp_path):
     r = subprocess.run([sys.executable, "-m", "dsedge", "bench", str(art), "-d", sshd.address, "--root", str(root),
                         "--python", sys.executable, *ssh], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "flash it first" in r.stderr
+
+
+def test_accuracy_level_4_quantizes_activations(artifacts):
+    """--accuracy-level 4 runs the int4 weights with INT8 activations: other logits than level 1
+    (the build's checks), close to them; an unknown level is refused before any work."""
+    import numpy as np
+
+    from dsedge.deploy.device.runtime import OrtDecoder
+    from dsedge.errors import UsageError
+
+    ids = np.arange(1, 17, dtype=np.int64)[None]
+    l1, _ = OrtDecoder(artifacts[0], accuracy_level=1).run(ids)
+    l4, _ = OrtDecoder(artifacts[0], accuracy_level=4).run(ids)
+    diff = float(np.abs(l4 - l1).max())
+    assert 0 < diff < 0.1 * float(np.abs(l1).max())
+    with pytest.raises(UsageError, match="accuracy-level 7"):
+        deploy.bench(artifacts[0], runtime="onnxruntime", accuracy_level=7)

@@ -23,6 +23,7 @@ class BenchOptions:
     runs: int = 5
     warmup: int = 2
     power_root: str = "/"
+    accuracy_level: int = 1     # onnxruntime's MatMulNBits accuracy level (4: INT8 activations)
 
 
 def _device_bench(folder: Path, opts: BenchOptions, target, ssh) -> dict:
@@ -36,7 +37,9 @@ def _device_bench(folder: Path, opts: BenchOptions, target, ssh) -> dict:
                          f"(active: {info.get('current')})", f"flash it first: dsedge flash {folder} --device {target.address}")
     res = dev.call("run", rid, "bench", "--runtime", opts.runtime, "--prompt-tokens", str(opts.prompt_tokens),
                    "--decode-tokens", str(opts.decode_tokens), "--runs", str(opts.runs), "--warmup", str(opts.warmup),
-                   "--power-root", opts.power_root, what="the benchmark", timeout=None)
+                   "--power-root", opts.power_root, *(("--accuracy-level", str(opts.accuracy_level))
+                                                      if opts.accuracy_level != 1 else ()),
+                   what="the benchmark", timeout=None)
     if "ttft_ms" not in res:
         raise DeviceError(f"{target.name}: the benchmark printed no result", "run it there by hand: "
                           f"cd <root>/releases/{rid} && python3 -m dsedge_device bench")
@@ -52,7 +55,8 @@ def _local_bench(folder: Path, opts: BenchOptions) -> dict:
     if opts.runtime == "tensorrt" and not (folder / "model.engine").is_file():
         raise UsageError(f"{folder} has no model.engine", "build it here with `dsedge engine build`, or pass "
                          "--runtime onnxruntime")
-    res = run_bench(folder, opts.runtime, opts.prompt_tokens, opts.decode_tokens, opts.runs, opts.warmup, opts.power_root)
+    res = run_bench(folder, opts.runtime, opts.prompt_tokens, opts.decode_tokens, opts.runs, opts.warmup, opts.power_root,
+                    accuracy_level=opts.accuracy_level)
     res["where"] = f"this host ({platform.node()}, {platform.machine()})"
     return res
 

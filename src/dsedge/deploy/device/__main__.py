@@ -21,6 +21,8 @@ def main(argv=None):
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--power-root", default="/")
+    b.add_argument("--accuracy-level", type=int, default=1, choices=[0, 1, 2, 3, 4],
+                   help="onnxruntime's MatMulNBits accuracy level (4: INT8 activations)")
     g = sub.add_parser("generate", help="generate text from a prompt (tokenizers)")
     g.add_argument("prompt")
     g.add_argument("--n", type=int, default=32)
@@ -31,7 +33,8 @@ def main(argv=None):
     folder = Path(a.folder)
     if a.cmd == "bench":
         from .bench import run_bench
-        res = run_bench(folder, a.runtime, a.prompt_tokens, a.decode_tokens, a.runs, a.warmup, a.power_root)
+        res = run_bench(folder, a.runtime, a.prompt_tokens, a.decode_tokens, a.runs, a.warmup, a.power_root,
+                        accuracy_level=a.accuracy_level)
     else:
         from .runtime import generate, open_decoder
         try:

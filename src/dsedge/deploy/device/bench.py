@@ -95,13 +95,14 @@ def _system_used() -> int:
 
 
 def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_tokens: int = 64,
-              runs: int = 5, warmup: int = 2, power_root: str = "/", interval: float = 0.02) -> dict:
+              runs: int = 5, warmup: int = 2, power_root: str = "/", interval: float = 0.02,
+              accuracy_level: int = 1) -> dict:
     import numpy as np
 
     folder = Path(folder)
     vocab = json.loads((folder / "config.json").read_text()).get("vocab_size", 1000)
     base_used = _system_used()
-    dec = open_decoder(folder, runtime)
+    dec = open_decoder(folder, runtime, accuracy_level)
     ids = np.random.default_rng(0).integers(0, vocab, (1, prompt_tokens), dtype=np.int64)
 
     def one(mark=None):
@@ -150,6 +151,8 @@ def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_to
            "memory_source": "NVML device memory" if reader and reader.name == "nvml"
            else "system memory in use above the start (unified memory)" if memory else "process peak RSS",
            "power": None}
+    if dec.name == "onnxruntime":
+        res["onnxruntime_accuracy_level"] = dec.accuracy_level
     if reader is not None:
         total = _energy(sampler, t_start, t_stop)
         decode = [e for w in windows if (e := _energy(sampler, *w)) is not None]

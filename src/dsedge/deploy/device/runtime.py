@@ -24,17 +24,26 @@ def pick_runtime(folder: Path, runtime: str = "auto") -> str:
     return "tensorrt" if tensorrt_available() and (Path(folder) / ENGINE_FILE).is_file() else "onnxruntime"
 
 
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+
+
 class OrtDecoder:
-    """onnxruntime over model.onnx. Activations stay float in the int4 MatMulNBits fusion
-    (accuracy level 1), as dsedge's host check runs it, so tokens compare exactly."""
+    """onnxruntime over model.onnx. accuracy_level: onnxruntime's MatMulNBits compute type for
+    the int4 weights (session.qdq_matmulnbits_accuracy_level). 1 (the default) keeps activations
+    float, as dsedge's host check runs it, so tokens compare exactly; 4 quantizes activations to
+    INT8 inside the kernel (faster on CPUs with VNNI / AVX512 and what onnxruntime-genai's int4
+    CPU models default to; its error is not part of the build's accuracy figures)."""
     name = "onnxruntime"
 
-    def __init__(self, folder: Path, threads: int | None = None):
+    def __init__(self, folder: Path, threads: int | None = None, accuracy_level: int = 1):
         import numpy as np
         import onnxruntime as ort
 
+        if accuracy_level not in ACCURACY_LEVELS:
+            raise ValueError(f"accuracy level {accuracy_level} is not one of {ACCURACY_LEVELS}")
+        self.accuracy_level = accuracy_level
         so = ort.SessionOptions()
-        so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+        so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
         so.log_severity_level = 3
         if threads:
             so.intra_op_num_threads = threads
@@ -176,12 +185,14 @@ class TrtDecoder:
             self.cuda.free(ptr)
 
 
-def open_decoder(folder: Path, runtime: str = "auto"):
+def open_decoder(folder: Path, runtime: str = "auto", accuracy_level: int = 1):
+    """accuracy_level: onnxruntime only (TensorRT runs the graph's own precision)."""
     runtime = pick_runtime(folder, runtime)
     if runtime == "tensorrt":
         return TrtDecoder(Path(folder))
     if runtime == "onnxruntime":
-        return OrtDecoder(Path(folder), threads=int(os.environ.get("DSEDGE_THREADS", "0")) or None)
+        return OrtDecoder(Path(folder), threads=int(os.environ.get("DSEDGE_THREADS", "0")) or None,
+                          accuracy_level=accuracy_level)
     raise ValueError(f"unknown runtime {runtime!r} (tensorrt, onnxruntime or auto)")
 
 
