@@ -106,10 +106,10 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
     largest = max(sizes.values(), default=0)
     n = ckpt.n_layers
     prefix = ckpt.spec.layers_prefix + "."
-    outside = sum(v for k, v in sizes.items() if not k.startswith(prefix))   # embeddings, head, norm
+    outside = [k for k in sizes if not k.startswith(prefix)]   # embeddings, head, norm
     first = [k for k in sizes if k.startswith(prefix) and _layer(k, prefix) < TRUNCATED_LAYERS]
-    t_params = outside + sum(sizes[k] for k in first)     # the truncated check's model (MoE: its first
-    #                                                        layers are not the average layer)
+    # the truncated check's model: its real first layers (MoE: not the average layer)
+    t_params = sum(sizes[k] for k in outside + first)
     # the largest tensor: its checkpoint pages (BF16), FP32 copy, int8 codes and the dequantized
     # copy its error is measured against (the quantizer's temporaries are per row block:
     # quantize/primitives.py ROW_BLOCK_BYTES); measured 4.19 GiB on a 235 M-value MLP weight
@@ -127,8 +127,8 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
     experts = sum(v for k, v in sizes.items() if moe is not None and f".{moe.experts}." in k)
     full = (BASE_BYTES + params * (4 + 4) + int(params * onnx_bytes_per_param * 1.5) + largest * 16 + logits
             + int(experts * MOE_CHECK_BYTES_PER_PARAM))
-    # PyTorch (FP32 truncated model + one tensor in conversion) and onnxruntime (FP16 graph,
-    # ~3 B/param measured on a 7B) run one after the other: the models are freed in between
+    # PyTorch (FP32 truncated model) and onnxruntime (FP16 graph, ~3 B/param measured on a 7B)
+    # run one after the other: the models are freed in between
     # routed experts in those layers: measured on DeepSeek-V2-Lite cut to 2 layers (all 64 experts),
     # the truncated check peaked at 10.5 GiB, 2.3 GiB over the dense terms below for its 553 M
     # expert parameters (transformers' fused 3-D experts next to the per-expert ONNX branches)
@@ -137,8 +137,7 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
     # the checkpoint's pages it read, resident until the load returns: measured on
     # R1-Distill-Llama-70B cut to 2 layers (1.84 B parameters), 11.07 GiB at the load against
     # 1 + 1.84 B x (4 + 2) B. The check graph's export then runs beside the FP32 model.
-    t_stored = sum(sizes[k] * DTYPE_BYTES.get(ckpt.index[k].dtype, 2) for k in sizes
-                   if not k.startswith(prefix) or _layer(k, prefix) < TRUNCATED_LAYERS)
+    t_stored = sum(sizes[k] * DTYPE_BYTES.get(ckpt.index[k].dtype, 2) for k in outside + first)
     window = stream - BASE_BYTES
     truncated = (BASE_BYTES + max(t_params * 4 + t_stored, t_params * 4 + window, t_params * 3)
                  + int(experts_t * MOE_TRUNCATED_BYTES_PER_PARAM))

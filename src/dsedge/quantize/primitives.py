@@ -47,8 +47,7 @@ def choose_qparams(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
     so that PyTorch fake-quantization and the exported graph dequantize to identical values.
     """
     n, k = w.shape
-    _groups(w[:0], group_size)                                           # checks the group divides K
-    g = k if group_size in (-1, None) else group_size
+    g = _groups(w[:0], group_size)[1]                                    # raises if g does not divide K
     scale = torch.empty(n, k // g)                                       # (N, G)
     zero = None if symmetric else torch.empty(n, k // g, dtype=torch.int8)
     for a, b in _row_blocks(n, k):
