@@ -41,7 +41,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
           targets_dir: Path | None = None, latency: bool = True, generate_tokens: int = 16, force: bool = False,
           check_scope: str = "auto", use_cache: bool = True, max_memory_gb: float | None = None,
           budgets: list[str] | tuple[str, ...] = (), build_engine: bool = True, chat_template: bool | None = None,
-          stage: StageHook | None = None) -> BuildResult:
+          jetpack: str | None = None, stage: StageHook | None = None) -> BuildResult:
     """Load, quantize, export to ONNX, validate against PyTorch, check accuracy; write an artifact.
     The options are dsedge.options.BuildOptions' (see there); `stage`: optional hook, called as
     `with stage(name):` around each of STAGES (progress bars)."""
@@ -61,7 +61,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
                      allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir, latency=latency,
                      generate_tokens=generate_tokens, force=force, check_scope=check_scope, use_cache=use_cache,
                      max_memory_gb=max_memory_gb, budgets=tuple(budgets), build_engine=build_engine,
-                     chat_template=chat_template)
+                     chat_template=chat_template, jetpack=jetpack)
     cache, times, started = StageCache(enabled=use_cache), {}, time.perf_counter()
     timed = _timer(stage, times)
     _quiet_libraries()
@@ -128,7 +128,8 @@ def plan_config(method: str | None = None, bits: int | None = None, group_size: 
 
 
 def plan(model: str | Path | None, target: str = "orin", quant: "QuantConfig | None" = None,
-         context: int | None = None, batch: int | None = None, targets_dir: Path | None = None):
+         context: int | None = None, batch: int | None = None, targets_dir: Path | None = None,
+         jetpack: str | None = None):
     """`dsedge plan`: memory of a `quant` build (None: FP16) of the model whose config.json is read
     (a folder, the file, or a hub id) on `target` -> (plan.memory.MemoryPlan, [plan.memory.Option]:
     which of FP16 / INT8 / INT4 fit)."""
@@ -136,7 +137,7 @@ def plan(model: str | Path | None, target: str = "orin", quant: "QuantConfig | N
     from .plan.memory import options, plan_memory
     from .targets import find_target
 
-    config, t = read_config(model), find_target(target, targets_dir)
+    config, t = read_config(model), find_target(target, targets_dir, jetpack)
     p = plan_memory(config, t, quant, context, batch)
     return p, options(config, t, p.context, p.batch)
 

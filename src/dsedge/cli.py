@@ -57,6 +57,7 @@ def _progress(enabled: bool):
 def build(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the bundled reference checkpoint)."),
     target: str = typer.Option("orin", "--target", "-t", help="Target name or alias (see `dsedge targets`)."),
+    jetpack: Optional[str] = typer.Option(None, "--jetpack", help="Jetson targets: JetPack release (e.g. 7.2), picking its TensorRT (default: the target file's)."),
     method: Optional[str] = typer.Option(None, "--method", help="fp16 | int8 | rtn | gptq | awq | smoothquant (default: from --bits)."),
     bits: Optional[int] = typer.Option(None, "--bits", help="4 (RTN INT4), 8 (INT8 weight-only) or 16 (FP16)."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Input channels per scale (default 128 for 4-bit; -1 = per channel)."),
@@ -107,7 +108,7 @@ def build(
                             allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
                             max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
-                            chat_template=chat_template, stage=stage)
+                            chat_template=chat_template, jetpack=jetpack, stage=stage)
         for note in res.report.get("housekeeping", []):
             console.print(note, highlight=False, soft_wrap=True, markup=False)
         if res.report.get("reused_stages"):
@@ -226,6 +227,7 @@ def compare(
 def check_onnx_cmd(
     artifact: Path = typer.Argument(..., help="Artifact folder or model.onnx."),
     target: str = typer.Option("orin", "--target", "-t"),
+    jetpack: Optional[str] = typer.Option(None, "--jetpack", help="Jetson targets: JetPack release (e.g. 7.2), picking its TensorRT (default: the target file's)."),
     targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -237,7 +239,7 @@ def check_onnx_cmd(
 
         if not artifact.exists():
             raise UsageError(f"{artifact} does not exist", "pass an artifact folder written by dsedge build, or its model.onnx")
-        rep = check_onnx(artifact, find_target(target, targets_dir))
+        rep = check_onnx(artifact, find_target(target, targets_dir, jetpack))
         if as_json:
             out.print_json(json.dumps(rep.to_dict()))
         else:
@@ -256,6 +258,7 @@ app.add_typer(engine_app, name="engine")
 def engine_build(
     artifact: Path = typer.Argument(..., help="Artifact folder written by dsedge build."),
     target: str = typer.Option("orin", "--target", "-t"),
+    jetpack: Optional[str] = typer.Option(None, "--jetpack", help="Jetson targets: JetPack release (e.g. 7.2), picking its TensorRT (default: the target file's)."),
     targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
 ):
     """Build model.engine inside the artifact (needs TensorRT and a GPU matching the target)."""
@@ -268,7 +271,7 @@ def engine_build(
 
         if not (artifact / "manifest.json").is_file():
             raise UsageError(f"{artifact} is not a dsedge artifact (no manifest.json)", "pass a folder written by dsedge build")
-        t = find_target(target, targets_dir)
+        t = find_target(target, targets_dir, jetpack)
         rep = check_onnx(artifact, t)
         if not rep.ok:
             raise UsageError(rep.summary(), "rebuild the artifact with settings this TensorRT takes (see the problems)")
@@ -287,6 +290,7 @@ def engine_build(
 def plan(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder, its config.json, or a hub id (only config.json is read)."),
     target: str = typer.Option("orin", "--target", "-t", help="Target name or alias."),
+    jetpack: Optional[str] = typer.Option(None, "--jetpack", help="Jetson targets: JetPack release (e.g. 7.2), picking its TensorRT (default: the target file's)."),
     bits: Optional[int] = typer.Option(None, "--bits", help="4, 8 or 16 (default 16)."),
     method: Optional[str] = typer.Option(None, "--method", help="Quantization method (default: from --bits)."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Input channels per scale (as in build)."),
@@ -302,7 +306,7 @@ def plan(
         from .plan.memory import GiB
 
         quant = api.plan_config(method, bits, group_size, False if asym else None)
-        p, opts = api.plan(model, target, quant, context, batch, targets_dir)
+        p, opts = api.plan(model, target, quant, context, batch, targets_dir, jetpack)
         if as_json:
             out.print_json(json.dumps({"plan": p.to_dict(), "options": [o.to_dict() for o in opts]}))
         else:

@@ -14,7 +14,7 @@ devices_app = typer.Typer(no_args_is_help=True, help="Devices reached over SSH."
 app.add_typer(devices_app, name="devices")
 
 _DEVICE = typer.Option(None, "--device", "-d", help="user@host[:port], repeatable.")
-_INVENTORY = typer.Option(None, "--inventory", "-i", help="fleet.yaml: `devices:` list of {address, name, root, python, runtime}.")
+_INVENTORY = typer.Option(None, "--inventory", "-i", help="fleet.yaml (`devices:` list of {address, name, root, python, runtime}) or an Ansible inventory (INI or YAML).")
 _ROOT = typer.Option(None, "--root", help="Device root folder (releases/, current); default ~/dsedge on the device.")
 _PYTHON = typer.Option(None, "--python", help="python3 on the device (needs numpy + onnxruntime or tensorrt + tokenizers).")
 _KNOWN = typer.Option(None, "--known-hosts", help="known_hosts file (default: OpenSSH's, ~/.ssh/known_hosts).")

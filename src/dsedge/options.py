@@ -33,6 +33,7 @@ class BuildOptions:
     budgets: tuple[str, ...] = ()
     build_engine: bool = True
     chat_template: bool | None = None       # calibration and eval text through the tokenizer's chat template
+    jetpack: str | None = None              # Jetson targets: one of the target's JetPack releases (--jetpack)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

@@ -158,3 +158,21 @@ def test_uint16_tensor_type(fp16_graph, orin):
     m.graph.value_info.append(helper.make_tensor_value_info("ids_u16", onnx.TensorProto.UINT16, None))
     nodes = {p.node for p in check_onnx(m, orin).problems}
     assert nodes == {"to_u16", "ids_u16"}
+
+
+def test_jetpack_7_2_takes_opset_23_llm_operators(fp16_graph, orin):
+    """RMSNormalization (ONNX opset 23) came with TensorRT 10.15: JetPack 6.2's 10.3 refuses the
+    graph (opset range, operator), JetPack 7.2's 10.16 takes it."""
+    m = _load(fp16_graph("fp16"))
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = 23
+    m.graph.node.append(helper.make_node("RMSNormalization", ["rms_x", "rms_scale"], ["rms_y"], name="rms"))
+    m.graph.initializer.extend([helper.make_tensor("rms_x", onnx.TensorProto.FLOAT, [1, 4], [1.0] * 4),
+                                helper.make_tensor("rms_scale", onnx.TensorProto.FLOAT, [4], [1.0] * 4)])
+    old = check_onnx(m, orin)
+    assert {p.node for p in old.problems} == {"graph", "rms"}
+    assert any("opset 23 is outside TensorRT 10.3's range 9..21" in p.reason for p in old.problems)
+    new = check_onnx(m, find_target("orin", jetpack="7.2"))
+    assert new.ok, new.summary()
+    assert new.tensorrt == "10.16" and new.table["max_opset"] == 24

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import DsedgeError, UsageError
 from .errors import DeviceError, SmokeTestFailed
 from .inventory import DeviceTarget
-from .probe import DeviceInfo, choose_runtime
+from .probe import DeviceInfo, check_on_device_tensorrt, choose_runtime, device_stack
 from .releases import artifact_id, files_to_ship, read_manifest
 from .remote import DeviceSide
 from .smoke import compare, reference
@@ -42,6 +42,8 @@ class DeviceResult:
     previous: str | None = None
     runtime: str | None = None
     platform: str | None = None
+    jetpack: str | None = None        # the device's JetPack / TensorRT (probe), as the target file names them
+    tensorrt: str | None = None
     bytes_sent: int = 0
     resumed_bytes: int = 0
     engine_built: bool = False
@@ -58,6 +60,8 @@ class DeviceResult:
 
 
 def device_side(t: DeviceTarget, ssh: SshOptions) -> DeviceSide:
+    if t.identity and ssh.identity is None:      # the inventory's per-host key, unless --identity
+        ssh = replace(ssh, identity=Path(t.identity))
     return DeviceSide(Ssh(t.address, ssh), t.root, t.python)
 
 
@@ -69,6 +73,10 @@ def _flash_one(res: DeviceResult, folder: Path, manifest: dict, rid: str, files,
     res.platform, res.info = info.summary(), info.raw
     runtime, build = choose_runtime(manifest, info, t.runtime or opts.runtime, t.address)
     res.runtime = runtime
+    stack = device_stack(manifest, info)
+    res.jetpack, res.tensorrt = stack.jetpack, stack.tensorrt
+    if build:
+        check_on_device_tensorrt(folder, manifest, stack, t.address)
     progress = (lambda name, done, size: opts.progress(t.name, name, done, size)) if opts.progress else None
     stats = UploadStats()
     try:

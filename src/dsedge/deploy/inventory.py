@@ -9,6 +9,8 @@ fleet.yaml:
         name: orin-01                    # optional label for the result table
       - address: nvidia@10.0.0.12:2222
         runtime: onnxruntime             # per-device override (auto / tensorrt / onnxruntime)
+
+or an Ansible inventory, INI or YAML (deploy/ansible.py): every host of it is a device.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from ..safe_yaml import load_yaml
 from .ssh import DeviceAddress
 
 DEFAULT_ROOT = "dsedge"        # relative: under the SSH user's home on the device
-_KEYS = {"address", "name", "root", "python", "runtime"}
+_KEYS = {"address", "name", "root", "python", "runtime", "identity"}
 RUNTIMES = ("auto", "tensorrt", "onnxruntime")
 
 
@@ -31,6 +33,7 @@ class DeviceTarget:
     root: str = DEFAULT_ROOT
     python: str = "python3"
     runtime: str | None = None     # None: the command's --runtime
+    identity: str | None = None    # SSH key of this device (Ansible's ansible_ssh_private_key_file)
 
 
 def _entry(d: dict, where: str) -> DeviceTarget:
@@ -44,7 +47,38 @@ def _entry(d: dict, where: str) -> DeviceTarget:
         raise UsageError(f"{where}: runtime {rt!r} is not one of {RUNTIMES}", "fix the runtime")
     addr = DeviceAddress.parse(d["address"])
     return DeviceTarget(addr, str(d.get("name") or addr), str(d.get("root") or DEFAULT_ROOT),
-                        str(d.get("python") or "python3"), rt)
+                        str(d.get("python") or "python3"), rt, d.get("identity"))
+
+
+def _read_inventory(p: Path) -> tuple[dict, list[tuple[dict, str]]]:
+    """(defaults, [(entry, where)]) of a dsedge fleet file or an Ansible inventory (INI or YAML)."""
+    from ..safe_yaml import MAX_YAML_BYTES
+    from .ansible import load_ansible, looks_like_ini, looks_like_yaml_inventory
+
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise UsageError(f"inventory {p} is over {MAX_YAML_BYTES:,} bytes", "keep one fleet per file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"inventory {p} is not UTF-8 text", "save it as UTF-8") from None
+    if looks_like_ini(p, text):
+        return {}, load_ansible(p)
+    doc = load_yaml(p, "inventory") or {}
+    if looks_like_yaml_inventory(doc):
+        return {}, load_ansible(p, doc)
+    if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list):
+        raise UsageError(f"inventory {p} has no `devices:` list and is not an Ansible inventory",
+                         "write `devices: [user@host, ...]` (see `dsedge flash --help`) or an Ansible inventory: "
+                         "groups (e.g. all:) with hosts:, children:, vars:")
+    defaults = doc.get("defaults") or {}
+    entries = []
+    for i, d in enumerate(doc["devices"]):
+        if isinstance(d, str):
+            d = {"address": d}
+        if not isinstance(d, dict):
+            raise UsageError(f"{p}: devices[{i}] is not a mapping", "write `- address: user@host`")
+        entries.append(({**defaults, **d}, f"{p}: devices[{i}]"))
+    return defaults, entries
 
 
 def load_devices(addresses: list[str] | None = None, inventory: Path | None = None,
@@ -56,17 +90,9 @@ def load_devices(addresses: list[str] | None = None, inventory: Path | None = No
     if inventory is not None:
         p = Path(inventory)
         if not p.is_file():
-            raise UsageError(f"inventory {p} not found", "pass --inventory with a YAML file (see `dsedge flash --help`)")
-        doc = load_yaml(p, "inventory") or {}
-        if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list):
-            raise UsageError(f"inventory {p} has no `devices:` list", "see the format in `dsedge flash --help`")
-        defaults = doc.get("defaults") or {}
-        for i, d in enumerate(doc["devices"]):
-            if isinstance(d, str):
-                d = {"address": d}
-            if not isinstance(d, dict):
-                raise UsageError(f"{p}: devices[{i}] is not a mapping", "write `- address: user@host`")
-            entries.append(({**defaults, **d}, f"{p}: devices[{i}]"))
+            raise UsageError(f"inventory {p} not found",
+                             "pass --inventory with a fleet YAML file or an Ansible inventory (see `dsedge flash --help`)")
+        defaults, entries = _read_inventory(p)
     for a in addresses or []:
         entries.append(({**defaults, "address": a}, f"--device {a}"))
     out = []

@@ -76,3 +76,52 @@ def choose_runtime(manifest: dict, dev: DeviceInfo, requested: str, address) -> 
     # No engine in the artifact: it is built on the device (build_engine.sh), so it matches the
     # device's TensorRT by construction.
     return "tensorrt", True
+
+
+@dataclass
+class Stack:
+    """The device's JetPack / TensorRT, and the artifact's target on that JetPack (None: the
+    target is not a Jetson, not known here, or lists no JetPack with the device's TensorRT)."""
+    jetpack: str | None
+    tensorrt: str | None
+    target: object = None
+
+
+def device_stack(manifest: dict, dev: DeviceInfo, targets_dir=None) -> Stack:
+    """Pick, among the JetPack releases the artifact's target allows (targets/*.yaml `tensorrt` +
+    `jetpacks`), the one whose TensorRT (major.minor) the device probe reports."""
+    from ..engine.support import parse_version
+
+    stack = Stack(dev.jetpack, dev.tensorrt)
+    name = (manifest.get("target") or {}).get("name")
+    if not dev.tensorrt or not name:
+        return stack
+    from ..errors import TargetError
+    from ..targets import find_target
+
+    try:
+        target = find_target(name, targets_dir)
+        have = parse_version(dev.tensorrt)
+    except (TargetError, ValueError):
+        return stack          # a target this host does not know, or an odd version string
+    for jp, trt in target.jetpack_releases.items():
+        if parse_version(trt.version) == have:
+            return Stack(jp, dev.tensorrt, target.for_jetpack(jp))
+    return stack
+
+
+def check_on_device_tensorrt(folder, manifest: dict, stack: Stack, address) -> None:
+    """An engine built there uses the device's TensorRT: when that is another JetPack's than
+    the artifact was checked against, check the ONNX against it before anything is sent."""
+    built_for = (manifest.get("tensorrt_compat") or {}).get("tensorrt")
+    if stack.target is None or stack.target.tensorrt.version == built_for:
+        return
+    from ..engine.compat import check_onnx
+
+    rep = check_onnx(folder, stack.target)
+    if not rep.ok:
+        raise UsageError(f"{address}: the artifact's ONNX (checked for TensorRT {built_for}) does not parse with "
+                         f"this device's TensorRT {stack.tensorrt} (JetPack {stack.jetpack}): "
+                         + "; ".join(str(p) for p in rep.problems[:5]),
+                         f"rebuild the artifact with --jetpack {stack.jetpack} (dsedge build --target "
+                         f"{stack.target.name} --jetpack {stack.jetpack})")

@@ -40,6 +40,10 @@ TRT_VERSIONS: dict[tuple[int, int], TrtVersion] = {v.version: v for v in [
     TrtVersion((10, 9), 22, 10), TrtVersion((10, 10), 22, 10), TrtVersion((10, 11), 22, 10),
     TrtVersion((10, 12), 22, 10), TrtVersion((10, 13), 22, 10),
     TrtVersion((10, 15), 24, 11, "onnx-tensorrt docs/operators.md: 'TensorRT 10.15 supports ... opset 9 to opset 24'"),
+    # JetPack 7.2's TensorRT on Orin. Opset 24 still: the parser's first opset-25 support is the
+    # TensorRT 11.5 GA parser update ('Added support for ONNX opset 25', onnx-tensorrt release/11.5-GA).
+    TrtVersion((10, 16), 24, 11, "onnx-tensorrt docs/operators.md for 10.15 (opset 9 to 24); opset 25 first in "
+                                 "the TensorRT 11.5 GA parser update (onnx-tensorrt release notes)"),
 ]}
 MIN_OPSET = 9  # operators.md: "inclusive range of opset 9 to ..."
 
@@ -92,6 +96,12 @@ OPS: dict[str, OpRule] = {r.op: r for r in [
     *_rows((), "HannWindow", "HammingWindow", "BlackmanWindow", since=(10, 4),  # input: an integer size
            source=f"{S_CHANGELOG}: 10.4 added BlackmanWindow, HammingWindow, HannWindow"),
     *_rows(("FLOAT",), "STFT", since=(10, 5), source=f"{S_CHANGELOG}: 10.5 added real-valued STFT"),
+    # The LLM operators of ONNX opsets 23/24. Types are not listed ((): any TensorRT type) because
+    # the release notes that add them do not state types.
+    *_rows((), "Attention", since=(10, 14),
+           source="onnx-tensorrt release 10.14 GA parser update: 'Added support for the Attention operator'"),
+    *_rows((), "RotaryEmbedding", "RMSNormalization", "TensorScatter", since=(10, 15),
+           source=f"{S_CHANGELOG}: 10.15 'Added support for RotaryEmbedding, RMSNormalization and TensorScatter'"),
 ]}
 
 # operators.md lists these as "N" (not supported) in every TensorRT 10 release.

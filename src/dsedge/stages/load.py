@@ -67,7 +67,7 @@ def load_stage(o: BuildOptions) -> Loaded:
     if ref_ckpt is not None and ckpt.prequant is None:
         raise UsageError("--reference is for imported (already quantized) checkpoints",
                          "drop --reference: dsedge quantizes --model itself and compares with it")
-    tgt = apply_budget_overrides(find_target(o.target, o.targets_dir), o.budgets)
+    tgt = apply_budget_overrides(find_target(o.target, o.targets_dir, o.jetpack), o.budgets)
     inputs = [ckpt.path, ref_ckpt.path if ref_ckpt else None, o.eval_path,
               o.calib_spec if o.calib_spec is not None and Path(o.calib_spec).exists() else None]
     out = Artifact(Path(o.output) if o.output else default_output(ckpt.name, quant, tgt.name), o.overwrite,

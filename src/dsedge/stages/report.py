@@ -50,7 +50,8 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
         source={"model": str(ckpt.path), "name": ckpt.name, "architecture": ckpt.architecture,
                 "sha256": ckpt.sha256(), "reference_checkpoint": job.is_reference},
         quantization=quant.to_dict(), layer_fallbacks=_fallbacks(q.result),
-        target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump()},
+        target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump(),
+                "tensorrt": tgt.tensorrt.version, "jetpack": tgt.tensorrt.jetpack},
         export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data},
         engine=engine,
         tensorrt_compat={"ok": compat["ok"], "tensorrt": tgt.tensorrt.version},
@@ -76,7 +77,7 @@ def build_report(job, q, exp, v, checked, times: dict, staging: Path) -> dict:
                                          else "fp16 (weight-only)"),
                          "seconds": round(qres.total_seconds, 3),
                          "layer_fallbacks": _fallbacks(qres)},
-        "target": {"name": tgt.name, "tensorrt": tgt.tensorrt.version},
+        "target": {"name": tgt.name, "tensorrt": tgt.tensorrt.version, "jetpack": tgt.tensorrt.jetpack},
         "size_mb": round(onnx_bytes / 1e6, 3),
         "graph_checked": {"file": "model.onnx" if full else f"model.onnx truncated to its first {plan.check_layers} "
                                                              f"of {plan.n_layers} layers + head (same weights)",

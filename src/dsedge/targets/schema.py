@@ -86,6 +86,15 @@ class TensorRT(_Strict):
     cuda: str | None = None
 
 
+def _jetpack_key(text: str) -> str:
+    """'7.2', 'jp7.2', 'JetPack 7.2' -> '7.2'."""
+    s = str(text).strip()
+    for prefix in ("jetpack", "jp"):
+        if s.lower().startswith(prefix):
+            s = s[len(prefix):].strip()
+    return s
+
+
 class Efficiency(_Strict):
     decode_bandwidth: float = Field(gt=0, le=1)  # achieved / peak bandwidth in decode
     prefill_compute: float = Field(gt=0, le=1)   # achieved / peak dense throughput in prefill
@@ -121,7 +130,10 @@ class Target(_Strict):
     compute: Compute
     power_modes: dict[str, PowerMode]
     power_mode: str
-    tensorrt: TensorRT
+    tensorrt: TensorRT                      # the default software stack (Jetson: its JetPack)
+    # Other JetPack releases the module runs, by JetPack version: `--jetpack 7.2` (for_jetpack)
+    # puts one in place of `tensorrt`. Jetson targets only.
+    jetpacks: dict[str, TensorRT] = {}
     precisions: list[Precision]
     efficiency: Efficiency
     profile: Profile = Profile()
@@ -135,6 +147,19 @@ class Target(_Strict):
         if v not in modes:
             raise ValueError(f"{v!r} is not one of power_modes ({', '.join(modes)})")
         return v
+
+    @field_validator("jetpacks")
+    @classmethod
+    def _jetpacks_consistent(cls, v, info):
+        trt = info.data.get("tensorrt")
+        if v and (info.data.get("kind") != "jetson" or trt is None or trt.jetpack is None):
+            raise ValueError("jetpacks is for Jetson targets whose tensorrt block names its jetpack")
+        for key, rel in v.items():
+            if trt is not None and key == trt.jetpack:
+                raise ValueError(f"JetPack {key} is the default (tensorrt.jetpack); list only the other releases")
+            if rel.jetpack not in (None, key):
+                raise ValueError(f"{key}: jetpack {rel.jetpack!r} differs from its key; drop it or make them agree")
+        return {k: v[k].model_copy(update={"jetpack": k}) for k in v}
 
     @field_validator("precisions")
     @classmethod
@@ -152,8 +177,48 @@ class Target(_Strict):
                 raise ValueError("fp8 is listed but compute.fp8_dense_tflops is not")
         return v
 
+    @model_validator(mode="after")
+    def _power_budget_met_by_default(self):
+        # The power estimate is the default mode's rating, an upper bound: a budget under it
+        # could only ever read "unverified" on a default build, which tells the user nothing.
+        b, mode = self.budgets.avg_power_w, self.power_modes[self.power_mode]
+        if b is not None and mode.watts > b:
+            raise ValueError(f"budgets.avg_power_w {b:g} W is below power mode {self.power_mode}'s {mode.watts:g} W: "
+                             "every default build would report it unverified; raise the budget to the mode's "
+                             "rating or make power_mode a mode within it")
+        return self
+
     def to_dict(self) -> dict:
         return self.model_dump(exclude={"source_file"})
+
+    @property
+    def jetpack_releases(self) -> dict[str, TensorRT]:
+        """JetPack version -> its TensorRT block, the default first (empty for discrete GPUs)."""
+        if self.tensorrt.jetpack is None:
+            return {}
+        return {self.tensorrt.jetpack: self.tensorrt, **self.jetpacks}
+
+    def for_jetpack(self, jetpack: str) -> "Target":
+        """This target on another JetPack release (`--jetpack`): its TensorRT, CUDA and L4T in
+        `tensorrt`, the others in `jetpacks`; validated again (precisions depend on TensorRT)."""
+        key, releases = _jetpack_key(jetpack), self.jetpack_releases
+        if not releases:
+            raise TargetError(f"--jetpack {jetpack}: {self.name} is not a Jetson target",
+                              "drop --jetpack (it picks the JetPack of Jetson targets); a discrete GPU's "
+                              "TensorRT is its target file's tensorrt.version")
+        if key not in releases:
+            raise TargetError(f"target {self.name} has no JetPack {key}",
+                              f"use one of: {', '.join(releases)}; or add it under jetpacks: in {self.source_file}")
+        if key == self.tensorrt.jetpack:
+            return self
+        data = self.model_dump()
+        data["tensorrt"] = releases[key].model_dump()
+        data["jetpacks"] = {k: r.model_dump() for k, r in releases.items() if k != key}
+        try:
+            return Target.model_validate(data)
+        except ValidationError as e:
+            raise TargetError(f"{self.name} with JetPack {key}: {e.errors()[0]['msg']}",
+                              f"fix jetpacks.{key} in {self.source_file}") from None
 
     def at_mode(self, mode: str) -> "Target":
         """This target with `mode`'s figures (bandwidth, throughput) in place of the top-level ones."""
@@ -209,10 +274,11 @@ def list_targets(extra: Path | None = None) -> dict[str, Target]:
     return out
 
 
-def find_target(name: str, extra: Path | None = None) -> Target:
+def find_target(name: str, extra: Path | None = None, jetpack: str | None = None) -> Target:
+    """The target called `name` (or an alias); `jetpack` picks one of its JetPack releases."""
     targets = list_targets(extra)
     for t in targets.values():
         if name == t.name or name in t.aliases:
-            return t
+            return t.for_jetpack(jetpack) if jetpack else t
     names = ", ".join(f"{t.name} ({', '.join(t.aliases)})" if t.aliases else t.name for t in targets.values())
     raise TargetError(f"unknown target {name!r}", f"use one of: {names}; or add a YAML file with --targets-dir")
