@@ -68,3 +68,14 @@ def test_jetpack_needs_a_newer_tensorrt_for_its_precisions(tmp_path):
 def test_every_shipped_default_power_mode_meets_its_budget():
     for t in list_targets().values():
         assert t.budgets.avg_power_w is None or t.power_w <= t.budgets.avg_power_w, t.name
+
+
+def test_cli_jetpack_option():
+    from typer.testing import CliRunner
+
+    from dsedge.cli import app
+
+    bad = CliRunner().invoke(app, ["plan", "--target", "orin", "--jetpack", "7.9"])
+    assert bad.exit_code == 2 and "has no JetPack 7.9" in bad.output and "6.2, 7.2" in bad.output
+    ok = CliRunner().invoke(app, ["plan", "--target", "orin", "--jetpack", "7.2", "--json"])
+    assert ok.exit_code == 0, ok.output
