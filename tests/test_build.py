@@ -112,6 +112,26 @@ def test_cli_json_prints_the_report(tmp_path):
     assert report["quantization"]["method"] == "int8" and report["host_latency"] is None
 
 
+def test_cli_quantize_lm_head(tmp_path):
+    """--quantize-lm-head: the head becomes INT4 codes feeding DequantizeLinear like the block
+    linears (the build's ONNX-vs-PyTorch check passes on it: exit 0); FP16 has no head to quantize."""
+    import onnx
+
+    out = tmp_path / "a"
+    r = subprocess.run([sys.executable, "-m", "dsedge", "build", "--bits", "4", "--quantize-lm-head", "--json",
+                        "--no-latency", "--no-engine", "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    q = json.loads(r.stdout)["quantization"]
+    assert q["quantize_lm_head"] is True
+    inits = {i.name: i for i in onnx.load(str(out / "model.onnx")).graph.initializer}
+    head = [n for n in inits if "lm_head" in n]
+    assert any(inits[n].data_type == onnx.TensorProto.INT4 for n in head), head
+    bad = subprocess.run([sys.executable, "-m", "dsedge", "build", "--method", "fp16", "--quantize-lm-head",
+                          "-o", str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--quantize-lm-head is not an option of method fp16" in bad.stderr, bad.stderr
+    assert not (tmp_path / "b").exists()
+
+
 def test_missed_budget_exits_1_unless_accepted(tmp_path):
     """A budget the build misses (here an impossible decode rate) fails the command, names the
     budget, and still leaves the artifact; --no-budget-fail accepts it."""

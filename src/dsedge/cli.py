@@ -73,6 +73,7 @@ def build(
     grid: Optional[int] = typer.Option(None, "--grid", help="AWQ scale-search grid points (default 20)."),
     clip: Optional[bool] = typer.Option(None, "--clip/--no-clip", help="AWQ weight-clipping search (default: the backend's; llmcompressor never, gptqmodel always)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="SmoothQuant migration strength (default 0.5)."),
+    quantize_lm_head: Optional[bool] = typer.Option(None, "--quantize-lm-head/--no-quantize-lm-head", help="Quantize lm_head too, at the method's bits and group (default off: FP16, as TensorRT-LLM; onnxruntime-genai quantizes it)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
     eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
@@ -97,7 +98,8 @@ def build(
         from .quantize import config_from_options
 
         options = dict(backend=backend, act_order=act_order, static_groups=static_groups, damping=damping,
-                       block_size=block_size, true_sequential=true_sequential, grid=grid, clipping=clip, alpha=alpha)
+                       block_size=block_size, true_sequential=true_sequential, grid=grid, clipping=clip, alpha=alpha,
+                       quantize_lm_head=quantize_lm_head)
         chosen = (method, bits, group_size, True if asym else None, *options.values())
         # nothing chosen: the default (INT4 RTN), or an imported checkpoint's own quantization
         quant = None if all(v is None for v in chosen) else config_from_options(
