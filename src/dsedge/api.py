@@ -79,7 +79,8 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
         with timed("check"):
             checked = check_stage(job, v, cache, Path(scratch), latency)
         with timed("engine"):
-            compat, engine = engine_stage(staging, job.target, targets_dir, build=build_engine)
+            compat, engine = engine_stage(staging, job.target, targets_dir, build=build_engine,
+                                          name=job.out.path.name)
         report, manifest = write_artifact(staging, job, q, exported, v, checked, compat, engine, cache.reused,
                                           job.out.notes + cache.notes, times, started)
     return BuildResult(job.out.path, report, manifest)
@@ -148,7 +149,8 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
             **build_options) -> tuple[list[BuildResult], list[dict], dict[str, Path]]:
     """Build `model` once per method through the same pipeline (one artifact each under `output`)
     and write compare.csv / compare.json / pareto.png there. -> (builds, table rows, files). `bits` / `group_size` apply to the
-    methods that take them (fp16 keeps 16 bits, int8 8). The FP16 reference logits are computed
+    methods with a choice of widths (rtn, gptq, awq); fp16, int8 and smoothquant keep their own,
+    and each row's "options" says what it took (None: nothing). The FP16 reference logits are computed
     by the first build and reused by the others (dsedge.cache); a rerun reuses finished stages.
     progress: optional callback(method, index, total) called before each build."""
     from .quantize import METHODS, config_from_options
@@ -161,10 +163,14 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
         raise UsageError(f"unknown method(s): {', '.join(unknown) or '(none given)'}",
                          f"use --methods with some of: {', '.join(METHODS)} (calibrated ones may name a backend: "
                          "gptq:gptqmodel)")
-    configs = []
+    # --bits / --group-size go to the methods with a choice of widths (rtn, gptq, awq); fp16, int8
+    # and smoothquant (W8A8) have one width each and keep it, so `--bits 4` never rejects them
+    given = " ".join(f"{flag} {v}" for flag, v in (("--bits", bits), ("--group-size", group_size)) if v is not None)
+    configs, took = [], []
     for m, backend in specs:
-        b = bits if m not in ("fp16", "int8") else None
-        configs.append(config_from_options(m, b, group_size if m not in ("fp16", "int8") else None, backend=backend))
+        takes = len(METHODS[m].allowed_bits) > 1
+        configs.append(config_from_options(m, bits if takes else None, group_size if takes else None, backend=backend))
+        took.append(given if takes and given else None)
     if output is None:
         name = Path(str(model)).name if model else reference.DEFAULT_MODEL
         output = Path("artifacts") / f"compare-{name}-{target}"
@@ -178,6 +184,8 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
         results.append(build(model, target=target, quant=q, output=output / q.label(), overwrite=overwrite,
                              **build_options))
     rows = compare_rows([r.report for r in results])
+    for row, opts in zip(rows, took):
+        row["options"] = opts
     return results, rows, write_compare(rows, output)
 
 

@@ -122,3 +122,17 @@ def test_build_and_load_an_engine(int4, tmp_path):
     assert engine.num_optimization_profiles == 2
     with pytest.raises(TargetError, match="TensorRT 0.0"):
         load_engine(info.path, dict(info.metadata, tensorrt="0.0"))
+
+
+@pytest.mark.slow
+def test_build_engine_sh_names_the_artifact_not_its_staging_folder(built):
+    """A build writes in ".NAME.partial-PID" and renames it at the end: the script names NAME, and
+    its profiles stop at the model's max_position_embeddings (512 for the reference checkpoints)."""
+    from dsedge import reference
+
+    res = built(reference.DEFAULT_MODEL, "rtn", 4)
+    text = (res.path / res.report["engine"]["device_script"]).read_text()
+    assert f"# Build the TensorRT engine of {res.path.name} on the orin-agx-64" in text, text.splitlines()[1]
+    assert ".partial" not in text
+    decode = res.report["engine"]["settings"]["profiles"]["decode"]
+    assert decode["attention_mask"]["max"][1] == 512 < find_target("orin").profile.max_context

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,21 @@ def test_bad_inputs():
     sig.inputs["inputs_embeds"] = Tensor("FLOAT16", ("batch", "sequence_length", 64))
     with pytest.raises(TargetError, match="inputs_embeds"):
         profiles(find_target("orin"), sig)
+
+
+def test_profiles_are_capped_at_max_position_embeddings():
+    """A model trained to 512 positions gets no profile past 512 on a 4096-token target."""
+    t = find_target("orin")
+    assert t.profile.max_context > 512 and t.profile.max_prompt > 512
+    prefill, decode = profiles(t, _sig(), max_positions=512)
+    assert prefill.shapes["input_ids"].max[1] == 512 and prefill.shapes["attention_mask"].max[1] == 512
+    assert decode.shapes["past_key_values.0.key"].max[2] == 511 and decode.shapes["attention_mask"].max[1] == 512
+    assert decode.shapes["past_key_values.0.key"].opt[2] == 256
+    s = engine_settings(t, _sig(), cache_root=Path("/tmp"), max_positions=512)
+    assert any("max_position_embeddings 512" in n for n in s.notes)
+    uncapped = engine_settings(t, _sig(), cache_root=Path("/tmp"))
+    assert s.memory.kv_cache_bytes < uncapped.memory.kv_cache_bytes
+    # a model with more positions than the target's context keeps the target's
+    for more in (None, t.profile.max_context, 10 * t.profile.max_context):
+        _, d = profiles(t, _sig(), max_positions=more)
+        assert d.shapes["attention_mask"].max[1] == t.profile.max_context

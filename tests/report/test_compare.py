@@ -11,8 +11,8 @@ from rich.console import Console
 
 import dsedge
 from dsedge.quantize import config_from_options
-from dsedge.report.compare import (COLUMNS, compare_rows, loss_metric, pareto_figure, pareto_front,
-                                   point_labels, print_table, write_compare)
+from dsedge.report.compare import (COLUMNS, compare_rows, loss_metric, loss_metrics, options_note, pareto_figure,
+                                   pareto_front, point_labels, print_table, write_compare)
 
 
 @pytest.fixture(scope="module")
@@ -90,24 +90,60 @@ def test_write_compare_files_and_plot(reports, tmp_path):
     img = matplotlib.image.imread(paths["png"])
     assert img.shape[1] > img.shape[0] > 100 and img[..., :3].std() > 0.01   # wide, two panels, not blank
     fig = pareto_figure(rows)
-    assert len(fig.axes) == 2 and loss_metric(rows) == "ppl_change_pct"
+    # KL is the main (top) row, ΔPPL the second: size and latency columns in each
+    assert len(fig.axes) == 4 and loss_metrics(rows) == ["kl", "ppl_change_pct"] and loss_metric(rows) == "kl"
+    assert [ax.get_ylabel().startswith("KL") for ax in fig.axes] == [True, True, False, False]
+    assert ["ΔPPL" in ax.get_ylabel() for ax in fig.axes] == [False, False, True, True]
+    kl_size = fig.axes[0].collections[-1].get_offsets()[0]              # the rtn point, in data units
+    assert tuple(kl_size) == (rows[1]["size_mb"], rows[1]["kl"])
     assert [t.get_text() for t in fig.axes[0].texts] == ["fp16", "rtn"]
     assert [t.get_text() for t in fig.axes[1].texts] == ["rtn"]       # fp16 has no latency: left out, noted
-    assert any("fp16" in t.get_text() and "not measured" in t.get_text() for t in fig.texts)
+    assert any("fp16" in t.get_text() and "not measured" in t.get_text() for t in _notes(fig))
+
+
+def _notes(fig):
+    return [t for f in [fig, *fig.subfigs] for t in f.texts]
 
 
 def test_latency_panel_skipped_when_not_measured(reports, tmp_path):
     rows = compare_rows([reports["fp16"], {**reports["rtn"], "host_latency": None}])
     fig = pareto_figure(rows)
-    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "size (MB)"
-    assert any("latency panel skipped" in t.get_text() for t in fig.texts)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["size (MB)", "size (MB)"]       # KL, then ΔPPL
+    assert any("latency panel skipped" in t.get_text() for t in _notes(fig))
     assert write_compare(rows, tmp_path)["png"].stat().st_size > 0
 
 
 def test_kl_is_the_loss_axis_without_ppl(reports):
     rows = compare_rows([{**r, "ppl_change_pct": None} for r in (reports["fp16"], reports["rtn"])])
     assert loss_metric(rows) == "kl"
-    assert "KL" in pareto_figure(rows).axes[0].get_ylabel()
+    assert [ax.get_ylabel().startswith("KL") for ax in pareto_figure(rows).axes] == [True, True]
+
+
+def test_ppl_is_the_only_row_without_kl(reports):
+    rows = compare_rows([reports["fp16"], reports["rtn"]])
+    for r in rows:
+        r["kl"] = None
+    assert loss_metric(rows) == "ppl_change_pct"
+    assert ["ΔPPL" in ax.get_ylabel() for ax in pareto_figure(rows).axes] == [True, True]
+
+
+def test_pareto_draws_without_layout_warnings(reports, tmp_path):
+    import warnings
+
+    rows = compare_rows([reports["fp16"], reports["rtn"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_compare(rows, tmp_path)
+
+
+def test_options_note_names_who_took_bits(reports):
+    rows = compare_rows([reports["fp16"], reports["rtn"]])
+    assert options_note(rows) is None
+    rows[1]["options"] = "--bits 4"
+    assert options_note(rows) == "--bits 4 applied to rtn; fp16 (16-bit) keep their own"
+    console = Console(record=True, width=250)
+    print_table(rows, console)
+    assert "--bits 4 applied to rtn" in console.export_text()
 
 
 def test_pareto_front():
@@ -141,3 +177,22 @@ def test_cli_compare_names_a_backend_the_method_does_not_take(tmp_path):
     assert r.exit_code == 2 and "--backend is not an option of method rtn" in r.output, r.output
     r = CliRunner().invoke(app, ["compare", "--methods", "gptq:autogptq", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "--backend autogptq is not supported" in r.output, r.output
+
+
+@pytest.mark.slow
+def test_cli_compare_bits_go_only_to_methods_that_take_them(tmp_path):
+    """`--bits 4` with smoothquant (W8A8 only) and fp16 in the list: rtn takes it, the others keep
+    their own widths, and the output and compare.json say which took it."""
+    from typer.testing import CliRunner
+
+    from dsedge.cli import app
+
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", "--methods", "fp16,smoothquant,rtn", "--bits", "4", "--no-latency",
+                                 "-o", str(out)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "compare.json").read_text())
+    got = {row["method"]: (row["bits"], row["options"]) for row in doc["rows"]}
+    assert got == {"fp16": (16, None), "smoothquant": (8, None), "rtn": (4, "--bits 4")}
+    note = "--bits 4 applied to rtn; fp16 (16-bit), smoothquant (8-bit) keep their own"
+    assert doc["options_note"] == note and note in " ".join(r.output.split())

@@ -156,10 +156,11 @@ def trtexec_args(target, settings: EngineSettings, onnx: str = "model.onnx", eng
     return args
 
 
-def device_command(artifact, target, settings: EngineSettings) -> str:
+def device_command(artifact, target, settings: EngineSettings, name: str | None = None) -> str:
     """The shell script to run in the artifact folder on the device: `dsedge engine build`, or
-    the same build through trtexec where dsedge is not installed."""
-    name = Path(artifact).name
+    the same build through trtexec where dsedge is not installed. name: the artifact's name
+    (default: the folder's; a build writes in a staging folder named otherwise)."""
+    name = name or Path(artifact).name
     t = target.tensorrt
     where = (f"the {target.name} (JetPack {t.jetpack}, L4T {t.l4t}, TensorRT {t.version})" if target.kind == "jetson"
              else f"a compute capability {target.gpu.compute_capability} GPU ({target.name}), TensorRT {t.version}")
@@ -173,8 +174,8 @@ def device_command(artifact, target, settings: EngineSettings) -> str:
             f"{trt}\n")
 
 
-def write_device_script(artifact, target, settings: EngineSettings) -> Path:
+def write_device_script(artifact, target, settings: EngineSettings, name: str | None = None) -> Path:
     path = Path(artifact) / DEVICE_SCRIPT
-    _write_atomic(path, device_command(artifact, target, settings).encode())
+    _write_atomic(path, device_command(artifact, target, settings, name).encode())
     path.chmod(0o755)
     return path

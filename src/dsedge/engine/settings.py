@@ -5,7 +5,8 @@ command). Nothing here imports TensorRT.
 Profiles follow the export contract (dsedge.export.contract): input_ids / position_ids are
 (batch, seq), attention_mask is (batch, past + seq), past_key_values.* are
 (batch, kv_heads, past, head_dim). Two profiles: prefill (empty cache, prompt up to the
-target's max_prompt) and decode (one token, cache up to max_context - 1).
+target's max_prompt) and decode (one token, cache up to max_context - 1), both capped at the
+model's max_position_embeddings.
 """
 from __future__ import annotations
 
@@ -76,9 +77,17 @@ class EngineSettings:
         return d
 
 
-def _roles(target) -> dict[str, dict[str, tuple[int, int, int]]]:
+def max_context(target, max_positions: int | None = None) -> int:
+    """The target's profile.max_context, capped at the model's max_position_embeddings: positions
+    past it were never trained (and RoPE caches stop there), so a profile to them only buys a
+    larger KV cache reservation and workspace taken from the build."""
+    c = target.profile.max_context
+    return min(c, max_positions) if max_positions else c
+
+
+def _roles(target, max_positions: int | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
     """(min, opt, max) of batch, seq, past and total (= past + seq) length per profile."""
-    b, c = target.profile.max_batch, target.profile.max_context
+    b, c = target.profile.max_batch, max_context(target, max_positions)
     prompt = min(getattr(target.profile, "max_prompt", c), c)
     if c < 2:
         raise TargetError(f"{target.name}: profile.max_context {c} leaves no room to decode",
@@ -101,11 +110,12 @@ def _layout(name: str) -> tuple[str, ...] | None:
     return None
 
 
-def profiles(target, sig: GraphSignature) -> tuple[Profile, ...]:
-    """Prefill and decode profiles for every graph input. Dims with a role come from the target;
-    the others must be static in the graph (kv heads, head dim)."""
+def profiles(target, sig: GraphSignature, max_positions: int | None = None) -> tuple[Profile, ...]:
+    """Prefill and decode profiles for every graph input. Dims with a role come from the target
+    (context capped at the model's max_position_embeddings, `max_positions`); the others must be
+    static in the graph (kv heads, head dim)."""
     out = []
-    for pname, roles in _roles(target).items():
+    for pname, roles in _roles(target, max_positions).items():
         shapes = {}
         for name, t in sig.inputs.items():
             layout = _layout(name)
@@ -182,14 +192,18 @@ def timing_cache_path(cache_root: Path, target) -> Path:
 
 
 def engine_settings(target, sig: GraphSignature, cache_root: Path, all_targets=(),
-                    optimization_level: int = OPT_LEVEL) -> EngineSettings:
+                    optimization_level: int = OPT_LEVEL, max_positions: int | None = None) -> EngineSettings:
+    """max_positions: the model's max_position_embeddings (config.json), which caps the profiles."""
     if not 0 <= optimization_level <= 5:
         raise TargetError(f"builder optimization level {optimization_level} is not in 0..5", "use 3 (TensorRT's default)")
-    profs = profiles(target, sig)
+    profs = profiles(target, sig, max_positions)
     mem = memory_plan(target, sig, profs)
     level, compatible = hardware_compatibility(target, all_targets)
     notes = ["strongly typed: precisions come from the ONNX types (FP16 activations, INT4/INT8 weights "
              "behind DequantizeLinear); no FP16/INT8 builder flags"]
+    if max_context(target, max_positions) < target.profile.max_context:
+        notes.append(f"context capped at the model's max_position_embeddings {max_positions} "
+                     f"({target.name}'s profile.max_context is {target.profile.max_context})")
     if not mem.fits:
         notes.append(f"does not fit: {target.name} leaves {mem.workspace_bytes / MiB:.0f} MiB of workspace "
                      f"after weights x{mem.weight_copies}, KV cache, logits and runtime overhead")

@@ -101,10 +101,12 @@ def _structure(config, dtype, opset, cache, assembled: bool = True) -> tuple:
 
 def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
                 path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET,
-                act_scales: Mapping[str, float] | None = None, cache=None, assembled: bool = True) -> ExportResult:
+                act_scales: Mapping[str, float] | None = None, cache=None, assembled: bool = True,
+                metadata: Mapping[str, str] | None = None) -> ExportResult:
     """Write `path` (+ `path.data` over EXTERNAL_DATA_OVER), one tensor in memory at a time; check it.
     cache: a dsedge.cache.StageCache for the weight-independent trace (see trace_decoder).
-    assembled: trace the first layers and copy them (export/assemble.py); False traces every layer."""
+    assembled: trace the first layers and copy them (export/assemble.py); False traces every layer.
+    metadata: the model's metadata_props (what built it: dsedge.stages.export.onnx_metadata)."""
     import onnx
     import onnx_ir as ir
 
@@ -112,6 +114,7 @@ def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping
     model, params, traced, whole = _structure(config, dtype, opset, cache, assembled)
     counts = fill_weights(model, params, tensor, qweights, qspec, act_scales)
     model.producer_name = "dsedge"
+    model.metadata_props.update(metadata or {})
     # every graph's: MoE experts keep their weights in their If branches
     size = sum(v.const_value.nbytes for g in model.graphs() for v in g.initializers.values())
     external = size >= EXTERNAL_DATA_OVER

@@ -18,7 +18,8 @@ COLUMNS: dict[str, str] = {
     "top1_agreement": "top-1", "task_accuracy": "task acc", "decode_tokens_per_s": "decode tok/s",
     "quantize_seconds": "quantize s",
 }
-EXTRA = ("label", "model", "target")             # in the CSV / JSON, not in the table
+EXTRA = ("label", "model", "target", "options")  # in the CSV / JSON, not in the table
+# options: the --bits / --group-size a row took (None: the method keeps its own width)
 NATIVE_BACKEND = "dsedge"                         # methods dsedge quantizes itself
 _NATIVE = ("fp16", "int8", "rtn")
 _FMT = {"size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
@@ -78,13 +79,26 @@ def print_table(rows: list[dict], console, title: str | None = None) -> None:
         models, targets = {r.get("model") for r in rows}, {r.get("target") for r in rows}
         title = "dsedge compare" + (f": {models.pop()}" if len(models) == 1 and None not in models else "") + \
             (f" · {targets.pop()}" if len(targets) == 1 and None not in targets else "")
-    table = Table(title=title, caption="accuracy vs the FP16 reference on the eval text; decode tok/s: onnxruntime "
-                                       "on this host's CPU, batch 1 (indicative only)")
+    caption = ("accuracy vs the FP16 reference on the eval text; decode tok/s: onnxruntime "
+               "on this host's CPU, batch 1 (indicative only)")
+    note = options_note(rows)
+    table = Table(title=title, caption=caption + (f"\n{note}" if note else ""))
     for key, head in COLUMNS.items():
         table.add_column(head, justify="left" if key in ("method", "backend") else "right")
     for r in rows:
         table.add_row(*(fmt(k, r.get(k)) for k in COLUMNS))
     console.print(table)
+
+
+def options_note(rows: list[dict]) -> str | None:
+    """Which methods took --bits / --group-size and which kept their own width (None: none given)."""
+    took = {r.get("options") for r in rows} - {None}
+    if not took:
+        return None
+    used = [str(r.get("method")) for r in rows if r.get("options")]
+    kept = [f"{r.get('method')} ({r.get('bits')}-bit)" for r in rows if not r.get("options")]
+    return f"{' / '.join(sorted(took))} applied to {', '.join(used)}" + \
+        (f"; {', '.join(kept)} keep their own" if kept else "")
 
 
 def write_compare(rows: list[dict], folder: str | Path) -> dict[str, Path]:
@@ -98,18 +112,27 @@ def write_compare(rows: list[dict], folder: str | Path) -> dict[str, Path]:
         w.writeheader()
         for r in rows:
             w.writerow({k: "" if r.get(k) is None else r.get(k) for k in keys})
-    paths["json"].write_text(json.dumps({"dsedge_version": __version__, "columns": {**COLUMNS, **{k: k for k in EXTRA}},
+    paths["json"].write_text(json.dumps({"dsedge_version": __version__, "options_note": options_note(rows),
+                                         "columns": {**COLUMNS, **{k: k for k in EXTRA}},
                                          "rows": [{k: r.get(k) for k in keys} for r in rows]}, indent=2) + "\n")
     pareto_figure(rows).savefig(paths["png"], dpi=120)
     return paths
 
 
+# KL first: the main axis (it ranks methods); ΔPPL below it, since on small models perplexity moves
+# by calibration noise either way (README, "Calibrated and imported checkpoints")
+LOSS_METRICS = ("kl", "ppl_change_pct")
+_YLABEL = {"kl": "KL vs FP16 (nats/token)", "ppl_change_pct": "ΔPPL % vs FP16 (noisy: rank by KL)"}
+
+
+def loss_metrics(rows: list[dict]) -> list[str]:
+    """The accuracy-loss axes some row measured, main one first: KL, then ΔPPL %."""
+    return [k for k in LOSS_METRICS if any(r.get(k) is not None for r in rows)]
+
+
 def loss_metric(rows: list[dict]) -> str | None:
-    """The accuracy-loss axis: ΔPPL % where any row has it, else KL, else None."""
-    for key in ("ppl_change_pct", "kl"):
-        if any(r.get(key) is not None for r in rows):
-            return key
-    return None
+    """The main accuracy-loss axis: KL where any row has it, else ΔPPL %, else None."""
+    return next(iter(loss_metrics(rows)), None)
 
 
 def point_labels(rows: list[dict]) -> list[str]:
@@ -136,49 +159,60 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def pareto_figure(rows: list[dict]):
     """Accuracy loss against size MB and against host decode latency (ms/token), one point per
-    row labelled with its method, the Pareto front dashed. The latency panel is left out, with a
-    note, when no row measured latency."""
+    row labelled with its method, the Pareto front dashed: KL in the top (main) row of panels,
+    ΔPPL % in the row below. The latency column is left out, with a note, when no row measured
+    latency; a loss row no build measured is left out."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    metric = loss_metric(rows)
+    metrics = loss_metrics(rows) or [None]
     labels = point_labels(rows)
     has_latency = any(r.get("decode_tokens_per_s") for r in rows)
     panels = [("size_mb", "size (MB)")]
     if has_latency:
         panels.append(("decode_ms", "host decode latency (ms/token, onnxruntime CPU)"))
-    fig = Figure(figsize=(6.5 * len(panels), 5), layout="constrained")
-    FigureCanvasAgg(fig)
     notes = []
     if not has_latency:
         notes.append("latency panel skipped: host decode latency was not measured")
-    ylabel = {"ppl_change_pct": "ΔPPL % vs FP16", "kl": "KL vs FP16 (nats/token)"}.get(metric, "")
-    for i, (xkey, xlabel) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        pts, missing = [], []
-        for n, (r, lab) in enumerate(zip(rows, labels)):
-            x = r.get("size_mb") if xkey == "size_mb" else (
-                1e3 / r["decode_tokens_per_s"] if r.get("decode_tokens_per_s") else None)
-            y = r.get(metric) if metric else None
-            if x is None or y is None:
-                missing.append(lab)
-                continue
-            pts.append((x, y))
-            ax.scatter([x], [y], zorder=3, color=f"C{n % 10}")            # same colour in both panels
-            ax.annotate(lab, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
-        front = pareto_front(pts)
-        if len(front) > 1:
-            ax.step([p[0] for p in front], [p[1] for p in front], where="post", ls="--", c="grey",
-                    lw=1, label="Pareto front", zorder=1)
-            ax.legend(loc="best", fontsize=8)
-        if missing:
-            notes.append(f"not on '{xlabel}': {', '.join(missing)} (figure not measured)")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{ylabel} (lower is better)" if metric else "accuracy loss: not measured")
-        ax.grid(alpha=0.3)
+    height = 4.2 + 3.0 * (len(metrics) - 1)
+    fig = Figure(figsize=(6.5 * len(panels), height + 0.3 * len(notes) + 0.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    # the notes get their own strip below the panels (a figure-level text inside the layout's rect
+    # would overlap the x labels; moving the rect by hand made constrained layout warn)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[height, 0.3 * len(notes) + 0.01])
+    # the KL row is the main one: taller than the ΔPPL row under it
+    axes = top.subplots(len(metrics), len(panels), squeeze=False,
+                        gridspec_kw={"height_ratios": [1.0, 0.7][:len(metrics)]})
+    for row_axes, metric in zip(axes, metrics):
+        for ax, (xkey, xlabel) in zip(row_axes, panels):
+            missing = _scatter(ax, rows, labels, xkey, metric)
+            if missing and metric == metrics[0]:
+                notes.append(f"not on '{xlabel}': {', '.join(missing)} (figure not measured)")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{_YLABEL[metric]} (lower is better)" if metric else "accuracy loss: not measured")
+            ax.grid(alpha=0.3)
     model = {r.get("model") for r in rows}
-    fig.suptitle("accuracy loss vs cost" + (f": {model.pop()}" if len(model) == 1 and None not in model else ""))
-    if notes:
-        fig.text(0.01, 0.005, "\n".join(notes), fontsize=8, va="bottom", color="dimgrey")
-        fig.get_layout_engine().set(rect=(0, 0.04 * len(notes), 1, 1 - 0.04 * len(notes)))
+    top.suptitle("accuracy loss vs cost" + (f": {model.pop()}" if len(model) == 1 and None not in model else ""))
+    bottom.text(0.01, 0.0, "\n".join(notes), fontsize=8, va="bottom", color="dimgrey")
     return fig
+
+
+def _scatter(ax, rows: list[dict], labels: list[str], xkey: str, metric: str | None) -> list[str]:
+    """One panel's points and Pareto front -> labels of the rows it could not place."""
+    pts, missing = [], []
+    for n, (r, lab) in enumerate(zip(rows, labels)):
+        x = r.get("size_mb") if xkey == "size_mb" else (
+            1e3 / r["decode_tokens_per_s"] if r.get("decode_tokens_per_s") else None)
+        y = r.get(metric) if metric else None
+        if x is None or y is None:
+            missing.append(lab)
+            continue
+        pts.append((x, y))
+        ax.scatter([x], [y], zorder=3, color=f"C{n % 10}")            # same colour in every panel
+        ax.annotate(lab, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    front = pareto_front(pts)
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", ls="--", c="grey",
+                lw=1, label="Pareto front", zorder=1)
+        ax.legend(loc="best", fontsize=8)
+    return missing

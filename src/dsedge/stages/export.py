@@ -3,6 +3,7 @@
 files the artifact carries."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,13 @@ def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Export
                     q.calib.describe() if q.calib else None)
     entry = cache.get("export", key, verify=False)        # restore() verifies every byte it copies
     meta = cache.restore(entry, staging, "export") if entry else None
+    props = onnx_metadata(job)
     if meta is not None:
         exp = ExportResult(path=staging / "model.onnx", **meta)
+        stamp_metadata(exp.path, props)     # the cached graph may come from a build for another target
     else:
         exp = export_onnx(ckpt.config, q.weights_of, q.qweights, q.result.spec, staging / "model.onnx", act_dtype,
-                          act_scales=q.result.act_scales, cache=cache)
+                          act_scales=q.result.act_scales, cache=cache, metadata=props)
     for f in TOKENIZER_FILES + CONFIG_FILES:
         if (ckpt.path / f).exists():
             shutil.copy2(ckpt.path / f, staging / f)
@@ -47,3 +50,30 @@ def cache_export(cache: StageCache, exported: Exported, staging: Path) -> None:
     if not exported.reused:
         cache.put("export", exported.key, sorted(staging.glob("model.onnx*")),
                   {k: v for k, v in exported.result.__dict__.items() if k != "path"})
+
+
+def onnx_metadata(job) -> dict[str, str]:
+    """model.onnx's metadata_props: what built it, as the manifest records it (strings only)."""
+    quant = job.quant
+    group = getattr(quant, "group_size", None)       # fp16 has none; -1 is per output channel
+    return {"dsedge.version": __version__, "dsedge.method": quant.method, "dsedge.bits": str(quant.bits),
+            "dsedge.group_size": "" if group is None else str(group),
+            "dsedge.quantization": json.dumps(quant.to_dict(), sort_keys=True, default=str),
+            "dsedge.source_name": str(job.ckpt.name), "dsedge.source_sha256": job.ckpt.sha256(),
+            "dsedge.target": job.target.name, "dsedge.tensorrt": str(job.target.tensorrt.version)}
+
+
+def stamp_metadata(path: Path, props: dict[str, str]) -> None:
+    """Set `props` in an ONNX file's metadata_props in place (the graph proto only: external
+    weight data is neither read nor rewritten). A no-op when they are already there."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    have = {p.key: p.value for p in model.metadata_props}
+    if all(have.get(k) == v for k, v in props.items()):
+        return
+    have.update(props)
+    del model.metadata_props[:]
+    for k, v in have.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
