@@ -188,7 +188,7 @@ def gate(candidate: str | Path, baseline: str | Path | None = None, thresholds: 
 
     thresholds: {"max_ppl_increase": "1%", "max_kl": "0.05", ...} (None values are ignored) over
     dsedge.yaml's `gate:` section (project_file, or ./dsedge.yaml) over the defaults.
-    junit / summary: also write JUnit XML / Markdown there. Raises UsageError when the two cannot
+    junit / summary: also write JUnit XML there / append the Markdown summary there. Raises UsageError when the two cannot
     be compared (different eval data or source model); a regression is `not result.passed`."""
     from .gate import load_gateable, resolve_thresholds, run_gate, to_junit, to_markdown
 
@@ -197,11 +197,15 @@ def gate(candidate: str | Path, baseline: str | Path | None = None, thresholds: 
     if baseline is None:
         raise UsageError("no baseline given", "pass --baseline (artifact, report.json or baseline file) or set "
                                               "gate.baseline in dsedge.yaml")
+    t0 = time.perf_counter()
     res = run_gate(load_gateable(candidate, "candidate"), load_gateable(baseline, "baseline"), t)
-    for path, text in ((junit, to_junit), (summary, to_markdown)):
+    res.seconds = time.perf_counter() - t0     # reading, verifying and comparing both: the JUnit suite's time
+    for path, text, mode in ((junit, to_junit, "w"), (summary, to_markdown, "a")):
         if path is not None:
+            # the summary is appended: $GITHUB_STEP_SUMMARY holds every step's Markdown, not only ours
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text(res))
+            with open(path, mode, encoding="utf-8") as f:
+                f.write(("\n" if mode == "a" and f.tell() else "") + text(res))   # a blank line after what is there
     return res
 
 
