@@ -200,12 +200,17 @@ def gate(candidate: str | Path, baseline: str | Path | None = None, thresholds: 
     t0 = time.perf_counter()
     res = run_gate(load_gateable(candidate, "candidate"), load_gateable(baseline, "baseline"), t)
     res.seconds = time.perf_counter() - t0     # reading, verifying and comparing both: the JUnit suite's time
-    for path, text, mode in ((junit, to_junit, "w"), (summary, to_markdown, "a")):
-        if path is not None:
-            # the summary is appended: $GITHUB_STEP_SUMMARY holds every step's Markdown, not only ours
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            with open(path, mode, encoding="utf-8") as f:
-                f.write(("\n" if mode == "a" and f.tell() else "") + text(res))   # a blank line after what is there
+    if junit is not None:
+        Path(junit).parent.mkdir(parents=True, exist_ok=True)
+        Path(junit).write_text(to_junit(res))
+    if summary is not None:   # appended: $GITHUB_STEP_SUMMARY holds every step's Markdown, not only ours
+        Path(summary).parent.mkdir(parents=True, exist_ok=True)
+        with open(summary, "a+b") as f:
+            body, end = to_markdown(res).encode(), f.seek(0, os.SEEK_END)
+            if end:   # a blank line after what is there, whether it ends with a newline or not
+                f.seek(end - 1)
+                body = (b"\n" if f.read(1) == b"\n" else b"\n\n") + body
+            f.write(body)
     return res
 
 
