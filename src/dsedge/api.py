@@ -197,7 +197,7 @@ def gate(candidate: str | Path, baseline: str | Path | None = None, thresholds: 
 
     thresholds: {"max_ppl_increase": "1%", "max_kl": "0.05", ...} (None values are ignored) over
     dsedge.yaml's `gate:` section (project_file, or ./dsedge.yaml) over the defaults.
-    junit / summary: also write JUnit XML / Markdown there. Raises UsageError when the two cannot
+    junit / summary: also write JUnit XML there / append the Markdown summary there. Raises UsageError when the two cannot
     be compared (different eval data or source model); a regression is `not result.passed`."""
     from .gate import load_gateable, resolve_thresholds, run_gate, to_junit, to_markdown
 
@@ -206,11 +206,20 @@ def gate(candidate: str | Path, baseline: str | Path | None = None, thresholds: 
     if baseline is None:
         raise UsageError("no baseline given", "pass --baseline (artifact, report.json or baseline file) or set "
                                               "gate.baseline in dsedge.yaml")
+    t0 = time.perf_counter()
     res = run_gate(load_gateable(candidate, "candidate"), load_gateable(baseline, "baseline"), t)
-    for path, text in ((junit, to_junit), (summary, to_markdown)):
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text(res))
+    res.seconds = time.perf_counter() - t0     # reading, verifying and comparing both: the JUnit suite's time
+    if junit is not None:
+        Path(junit).parent.mkdir(parents=True, exist_ok=True)
+        Path(junit).write_text(to_junit(res))
+    if summary is not None:   # appended: $GITHUB_STEP_SUMMARY holds every step's Markdown, not only ours
+        Path(summary).parent.mkdir(parents=True, exist_ok=True)
+        with open(summary, "a+b") as f:
+            body, end = to_markdown(res).encode(), f.seek(0, os.SEEK_END)
+            if end:   # a blank line after what is there, whether it ends with a newline or not
+                f.seek(end - 1)
+                body = (b"\n" if f.read(1) == b"\n" else b"\n\n") + body
+            f.write(body)
     return res
 
 

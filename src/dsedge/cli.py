@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -12,11 +13,15 @@ from rich.table import Table
 
 # The typer app, the consoles and _run are shared with cli_gate and cli_deploy: they live in cli_common,
 # which also sets TQDM_DISABLE before any library is imported.
-from .cli_common import _run, _state, app, console, out
+from .cli_common import _run, _state, app, console, is_terminal, out
+
+
+_TARGETS_DIR = typer.Option(None, "--targets-dir", help="Extra folder of target YAML files.")
 
 
 def _progress(enabled: bool):
-    """A rich progress bar per pipeline stage, as a `stage` hook for dsedge.api.build."""
+    """A `stage` hook for dsedge.api.build: a rich progress bar per pipeline stage on a terminal; one
+    plain line as each stage starts and ends elsewhere (a pipe, a CI log), written as it happens."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     def check_terminated():
@@ -30,6 +35,8 @@ def _progress(enabled: bool):
             yield
             check_terminated()
         return contextlib.nullcontext(quiet_stage)
+    if not is_terminal(console):
+        return contextlib.nullcontext(_plain_stage(check_terminated))
     progress = Progress(SpinnerColumn(), TextColumn("{task.description:<9}"), BarColumn(), TimeElapsedColumn(),
                         console=console, transient=False)
     tasks = {}
@@ -51,6 +58,30 @@ def _progress(enabled: bool):
             progress.stop()
 
     return _Ctx()
+
+
+def _plain_stage(check_terminated):
+    """The non-terminal stage hook: "stage NAME started" / "stage NAME done in S s", flushed at once
+    (rich's live bar only draws on a terminal: piped, every line would arrive when the build ends)."""
+    t_build = time.perf_counter()
+
+    def line(text: str) -> None:
+        console.print(f"[{time.perf_counter() - t_build:7.1f} s] {text}", markup=False, highlight=False)
+        console.file.flush()
+
+    @contextlib.contextmanager
+    def stage(name):
+        check_terminated()
+        line(f"stage {name} started")
+        t0 = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            line(f"stage {name} stopped after {time.perf_counter() - t0:.1f} s")
+            raise
+        check_terminated()
+        line(f"stage {name} done in {time.perf_counter() - t0:.1f} s")
+    return stage
 
 
 @app.command()
@@ -81,7 +112,7 @@ def build(
     dtype: str = typer.Option("float16", "--dtype", help="Activation dtype of the graph: float16 (TensorRT) or float32."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load pytorch_model.bin files (pickle can run code)."),
-    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir", help="Extra folder of target YAML files."),
+    targets_dir: Optional[Path] = _TARGETS_DIR,
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore finished stages of earlier identical builds."),
     check: str = typer.Option("auto", "--check", help="auto | full | truncated: PyTorch checks on the whole model or its first layers."),
@@ -148,17 +179,24 @@ app.add_typer(targets_app, name="targets")
 
 @targets_app.command("show")
 def targets_show(name: str = typer.Argument(..., help="Target name or alias, e.g. orin."),
-                 targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
-                 as_json: bool = typer.Option(False, "--json")):
+                 targets_dir: Optional[Path] = _TARGETS_DIR,
+                 as_json: bool = typer.Option(False, "--json", help="Print the target as JSON."),
+                 as_yaml: bool = typer.Option(False, "--yaml", help="Print the target as YAML only (no comment line), "
+                                                                    "for yaml.safe_load.")):
     """Print one target's facts and budgets."""
     def go():
         import yaml
 
+        from .errors import UsageError
         from .targets import find_target
 
+        if as_json and as_yaml:
+            raise UsageError("--json and --yaml both given", "pick one of them")
         t = find_target(name, targets_dir)
         if as_json:
             out.print_json(json.dumps(t.to_dict()))
+        elif as_yaml:   # written as it is: no markup, no wrapping, whatever the width
+            typer.echo(yaml.safe_dump(t.to_dict(), sort_keys=False, allow_unicode=True, width=float("inf")), nl=False)
         else:
             out.print(f"# {t.source_file}\n" + yaml.safe_dump(t.to_dict(), sort_keys=False), highlight=False)
 
@@ -166,8 +204,8 @@ def targets_show(name: str = typer.Argument(..., help="Target name or alias, e.g
 
 
 @targets_app.callback()
-def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
-                 as_json: bool = typer.Option(False, "--json")):
+def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = _TARGETS_DIR,
+                 as_json: bool = typer.Option(False, "--json", help="Print every target as JSON.")):
     """List the targets."""
     if ctx.invoked_subcommand:
         return
@@ -196,13 +234,13 @@ def compare(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the reference checkpoint)."),
     methods: str = typer.Option("fp16,int8,rtn", "--methods", help="Comma-separated methods to build and compare; METHOD:BACKEND names a backend (gptq:gptqmodel)."),
     bits: Optional[int] = typer.Option(None, "--bits", help="Bits for the methods that take them (default 4)."),
-    group_size: Optional[int] = typer.Option(None, "--group-size"),
-    target: str = typer.Option("orin", "--target", "-t"),
+    group_size: Optional[int] = typer.Option(None, "--group-size", help="Group size for the methods that take one (default 128; -1 = per channel)."),
+    target: str = typer.Option("orin", "--target", "-t", help="Target name or alias (see `dsedge targets`)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the artifacts and compare.csv/json/pareto.png."),
-    eval_file: Optional[Path] = typer.Option(None, "--eval"),
+    eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity (default: the reference corpus's eval split)."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Calibration for gptq / awq / smoothquant (recipe name, YAML, .txt or .jsonl)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
-    no_latency: bool = typer.Option(False, "--no-latency"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing artifact folders under --output."),
+    no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of the table."),
 ):
     """Build the model once per method through the same pipeline and compare them side by side."""
@@ -228,10 +266,10 @@ def compare(
 @app.command("check-onnx")
 def check_onnx_cmd(
     artifact: Path = typer.Argument(..., help="Artifact folder or model.onnx."),
-    target: str = typer.Option("orin", "--target", "-t"),
+    target: str = typer.Option("orin", "--target", "-t", help="Target whose TensorRT version to check against."),
     jetpack: Optional[str] = typer.Option(None, "--jetpack", help="Jetson targets: JetPack release (e.g. 7.2), picking its TensorRT (default: the target file's)."),
-    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
-    as_json: bool = typer.Option(False, "--json"),
+    targets_dir: Optional[Path] = _TARGETS_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print the check as JSON."),
 ):
     """Check an exported ONNX against the target's TensorRT version (no TensorRT needed)."""
     def go():
@@ -259,9 +297,10 @@ app.add_typer(engine_app, name="engine")
 @engine_app.command("build")
 def engine_build(
     artifact: Path = typer.Argument(..., help="Artifact folder written by dsedge build."),
-    target: str = typer.Option("orin", "--target", "-t"),
+    target: str = typer.Option("orin", "--target", "-t", help="Target the engine is built for (its TensorRT settings)."),
     jetpack: Optional[str] = typer.Option(None, "--jetpack", help="Jetson targets: JetPack release (e.g. 7.2), picking its TensorRT (default: the target file's)."),
-    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
+    targets_dir: Optional[Path] = _TARGETS_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print the engine's facts as JSON."),
 ):
     """Build model.engine inside the artifact (needs TensorRT and a GPU matching the target)."""
     def go():
@@ -283,7 +322,10 @@ def engine_build(
         fields = {k: v for k, v in manifest.items() if k not in ("manifest_version", "created_unix", "versions", "files")}
         fields["engine"] = {"built": True, "settings": settings.to_dict(), **info.to_dict()}
         write_manifest(artifact, **fields)
-        out.print(f"engine: {info.path} ({info.bytes / 2**20:.1f} MiB, {info.seconds:.0f} s)", highlight=False)
+        if as_json:
+            out.print_json(json.dumps(fields["engine"], default=str))
+        else:
+            out.print(f"engine: {info.path} ({info.bytes / 2**20:.1f} MiB, {info.seconds:.0f} s)", highlight=False)
 
     _run(go)
 
@@ -299,8 +341,8 @@ def plan(
     asym: bool = typer.Option(False, "--asym", help="Zero points (as in build)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length (default: the target's max_context)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the target's max_batch)."),
-    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir"),
-    as_json: bool = typer.Option(False, "--json"),
+    targets_dir: Optional[Path] = _TARGETS_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print the plan and the FP16 / INT8 / INT4 options as JSON."),
 ):
     """Memory plan of a model on a target from config.json alone: weights, KV cache, workspace, fits or not."""
     def go():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,16 +16,64 @@ from rich.console import Console
 # this must be set before any library is: dsedge shows its own stage bars.
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: click's plain help (no "<bool>" after flags, no boxes cut at the terminal's width)
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Quantize, export and check DeepSeek checkpoints for TensorRT edge targets.")
 console = Console(stderr=True)
 out = Console()
 _state = {"debug": False}
 
+# Where output is read by a program (a pipe, a file, a CI log) rich would cut it at 80 columns and
+# split values across lines: there it is as wide as its content instead, unless --width / COLUMNS says.
+WIDE = 10_000
+
+
+def is_terminal(c: Console) -> bool:
+    """A person's terminal: a TTY and not a GitHub Actions log (whose runner may attach a pseudo-TTY)."""
+    return c.is_terminal and os.environ.get("GITHUB_ACTIONS", "").lower() != "true"
+
+
+def set_width(width: int | None = None) -> None:
+    """Width of both consoles: --width, else COLUMNS, else the terminal's, else WIDE (no wrapping)."""
+    columns = os.environ.get("COLUMNS", "")
+    for c in (console, out):
+        chosen = width or (int(columns) if columns.isdigit() and int(columns) > 0 else None)
+        c.soft_wrap = chosen is None and not is_terminal(c)
+        if chosen is not None:
+            c.width = chosen
+        elif is_terminal(c):
+            c._width = None            # the terminal's size, as rich measures it (undo an earlier call)
+        else:
+            c.width = WIDE
+
+
+def version() -> str:
+    """The installed distribution's version (importlib.metadata), else the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dsedge")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dsedge {version()}")
+        raise typer.Exit()
+
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+          width: Optional[int] = typer.Option(None, "--width", min=20,
+                                              help="Columns of the output (default: the terminal's; COLUMNS; "
+                                                   "unlimited when not a terminal)."),
+          _version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                        help="Print dsedge's version and exit.")):
     _state["debug"] = debug
+    set_width(width)
 
 
 def _run(fn):

@@ -24,7 +24,7 @@ def gate(
     max_latency_increase: Optional[str] = typer.Option(None, "--max-latency-increase", help="Host (onnxruntime CPU) median latency rise allowed: '10%' or ms."),
     max_size_increase: Optional[str] = typer.Option(None, "--max-size-increase", help="Size rise allowed: '5%' or MB."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per metric) here."),
-    summary: Optional[Path] = typer.Option(None, "--summary", help="Write Markdown here (e.g. $GITHUB_STEP_SUMMARY)."),
+    summary: Optional[Path] = typer.Option(None, "--summary", help="Append the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY; created if missing)."),
     update: bool = typer.Option(False, "--update-baseline", help="Write the candidate as the new baseline file instead of gating."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of the table."),
 ):
@@ -34,7 +34,10 @@ def gate(
 
         if update:
             path = api.update_baseline(candidate, baseline)
-            out.print(f"baseline written: {path} (from {candidate})", highlight=False)
+            if as_json:
+                out.print_json(json.dumps({"baseline": str(path), "from": str(candidate)}))
+            else:
+                out.print(f"baseline written: {path} (from {candidate})", highlight=False)
             return
         thresholds = dict(max_ppl_increase=max_ppl_increase, max_kl=max_kl, min_top1=min_top1,
                           min_task_acc=min_task_acc, max_latency_increase=max_latency_increase,
@@ -69,12 +72,16 @@ def _print_table(res) -> None:
 
 
 @app.command()
-def report(artifact: Path = typer.Argument(..., help="Artifact folder written by dsedge build.")):
+def report(artifact: Path = typer.Argument(..., help="Artifact folder written by dsedge build."),
+           as_json: bool = typer.Option(False, "--json", help="Print the files written as JSON.")):
     """Regenerate an artifact's report.md and report.html (figures embedded) from its report.json."""
     def go():
         from . import api
 
         paths = api.report(artifact)
+        if as_json:
+            out.print_json(json.dumps({k: str(p) for k, p in paths.items()}))
+            return
         out.print("written: " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
     _run(go)

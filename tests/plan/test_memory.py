@@ -183,3 +183,9 @@ def test_api_plan_is_the_cli_plan():
                            "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["plan"] == p.to_dict()
+
+
+def test_read_per_token_label_names_experts_only_for_moe():
+    how = lambda name: dict((k, h) for k, _, h in plan_memory(cfg(name), find_target("h100")).rows())["read per token"]
+    assert "routed top-k" not in how("r1-distill-qwen-1.5b") and "the embedding is a lookup" in how("r1-distill-qwen-1.5b")
+    assert "routed top-k + shared experts" in how("deepseek-v2-lite")

@@ -44,6 +44,7 @@ class GateResult:
     baseline: Gateable
     thresholds: Thresholds
     rows: list[Row] = field(default_factory=list)
+    seconds: float | None = None    # wall time of loading and comparing both, when measured (api.gate)
 
     @property
     def failures(self) -> list[Row]:

@@ -19,11 +19,14 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError
 from ..archs import ArchSpec, arch_for, supported, truncated_config
 from .config import HUB_ID as _HUB_ID, check_config
-from .prequant import Prequant
+
+if TYPE_CHECKING:   # .prequant imports torch: loaded where a checkpoint is opened, not by file_sha256's users
+    from .prequant import Prequant
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt")
@@ -393,6 +396,8 @@ def open_checkpoint(model: str | os.PathLike, allow_pickle: bool = False) -> Che
                               f'add e.g. "architectures": ["{supported()[0].name}"] to config.json')
     check_config(raw, cfg_file)
     # a quantization_config dsedge cannot import fails here, naming the format and the supported ones
+    from .prequant import Prequant
+
     prequant = Prequant.from_config(raw["quantization_config"]) if "quantization_config" in raw else None
     spec = arch_for(archs[0])
     _require_transformers(spec)

@@ -183,7 +183,8 @@ class MemoryPlan:
         r += [("weights", g(self.weight_bytes), f"{self.params / 1e9:.2f} B params"),
               ("read per token", g(self.weight_read_bytes),
                f"weights a decoded token reads: {self.active_params / 1e9:.2f} B active matmul params"
-               + (" (routed top-k + shared experts)" if self.active_params < self.params * 0.9 else "")),
+               + (" (routed top-k + shared experts)" if self.weight_parts.get("experts") else
+                  " (every linear + the LM head; the embedding is a lookup)")),
               ("KV cache", g(self.kv_bytes), self.kv_formula),
               ("workspace", g(self.workspace_bytes), self.workspace_formula),
               ("runtime", g(self.overhead_bytes), "target memory.runtime_overhead_gb"),

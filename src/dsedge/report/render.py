@@ -8,10 +8,15 @@ from pathlib import Path
 from .tables import _f, layer_stats, summary_rows  # noqa: F401
 
 
+def _cell(x) -> str:
+    """A Markdown table cell: a `|` in the text ("max |Δlogit|") would end the cell, a newline the row."""
+    return str(x).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
 def to_markdown(r: dict) -> str:
     lines = [f"# dsedge build report: {r['model']['name']} · {r['quantization']['label']} · {r['target']['name']}", "",
              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary_rows(r)]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in summary_rows(r)]
     g = r["graph_checked"]
     e = r["eval"]
     lines += ["", "## How this was measured", "",
@@ -27,7 +32,7 @@ def to_markdown(r: dict) -> str:
               ""]
     lines += _layers_md(r) + _kl_md(r) + _latency_md(r)
     lines += ["## Stage times (s)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in r["stage_seconds"].items()]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in r["stage_seconds"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -43,7 +48,7 @@ def _layers_md(r: dict, worst: int = 8) -> list[str]:
               f"max {stats['max']:.1f} dB. The {min(worst, len(layers))} lowest:", "",
               "| linear | SQNR dB | bits | group |", "|---|---|---|---|"]
     ranked = sorted(layers, key=lambda x: float("inf") if x["sqnr_db"] is None else x["sqnr_db"])
-    lines += [f"| {x['name']} | {_f(x['sqnr_db'], '{:.2f}')} | {x['bits']} | {x['group_size']} |" for x in ranked[:worst]]
+    lines += [f"| {_cell(x['name'])} | {_f(x['sqnr_db'], '{:.2f}')} | {x['bits']} | {x['group_size']} |" for x in ranked[:worst]]
     return lines + [""]
 
 
