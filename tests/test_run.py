@@ -86,3 +86,17 @@ def test_cli_bad_options(artifact, args, message):
 def test_cli_not_an_artifact(tmp_path):
     res = _cli(tmp_path, "--prompt", "x")
     assert res.returncode == 2 and "is not a dsedge artifact" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_jetson_example_runs_an_artifact_from_a_checkout(artifact, tmp_path):
+    """examples/jetson/generate.py on a `dsedge build` folder (no dsedge_device/ in it): the runner
+    comes from the checkout's src/dsedge/deploy/device, and prints what `dsedge run` does."""
+    from pathlib import Path
+
+    example = Path(__file__).parents[1] / "examples" / "jetson" / "generate.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, str(example), "--release", str(artifact), "--runtime", "onnxruntime",
+                          "--max-tokens", "24", PROMPT], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == PROMPT + generate(artifact, PROMPT, 24).text + "\n" and "onnxruntime" in res.stderr
