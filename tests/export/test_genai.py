@@ -46,11 +46,13 @@ def test_tokenizer_adds_bos_like_transformers(artifact):
     assert [int(i) for i in tok.encode(PROMPT)] == hf and hf[0] == tok.bos_token_id
 
 
-def test_greedy_tokens_match_dsedge(artifact):
+def test_greedy_tokens_match_dsedge(built, ref_name):
+    """Each dense reference family (the suite's shared INT4 RTN builds), from transformers' ids:
+    onnxruntime-genai's tokenizer reads BPE tokenizers only, and one tiny reference has a
+    word-level one (the test above covers the tokenizer)."""
+    artifact = built(ref_name, "rtn").path
     model = og.Model(str(artifact))
-    tok = og.Tokenizer(model)
-    tok.update_options(add_special_tokens="true")
-    ids = [int(i) for i in tok.encode(PROMPT)]
+    ids = AutoTokenizer.from_pretrained(str(artifact))(PROMPT).input_ids
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(ids) + 24, do_sample=False)
     gen = og.Generator(model, params)
@@ -63,7 +65,7 @@ def test_greedy_tokens_match_dsedge(artifact):
     ref = [int(t) for t in OnnxDecoder(artifact / "model.onnx").generate(np.asarray([ids]), len(ours))[0]]
     if eos in ref:                                 # onnxruntime-genai stops at EOS (and emits it)
         ref = ref[:ref.index(eos) + 1]
-    assert len(ours) >= 3 and ours == ref
+    assert len(ours) >= 2 and ours == ref          # at least one token from a cached decode step
 
 
 def test_no_genai_config_for_a_latent_cache():
