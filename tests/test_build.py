@@ -33,6 +33,9 @@ def check_artifact(res, method: str) -> None:
     assert not list(res.path.parent.glob(".*partial*"))
     # manifest: every file hashed, settings recorded (never parsed from the folder name)
     assert set(m["files"]) >= {"model.onnx", "report.json", "tokenizer.json"}
+    genai = r["onnxruntime_genai"]   # onnxruntime-genai's config, or why the cache layout has none
+    assert (genai["genai_config"] == "genai_config.json" and "genai_config.json" in m["files"]) or \
+        (genai["genai_config"] is None and genai["why"] and not (res.path / "genai_config.json").exists())
     for f, meta in m["files"].items():
         assert file_sha256(res.path / f) == meta["sha256"]
     assert m["quantization"]["method"] == method and m["export"]["opset"] >= 21

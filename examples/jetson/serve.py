@@ -18,6 +18,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
+def _device_runtime(release: Path):
+    """The runner package: the release's own dsedge_device (what `dsedge flash` ships), else the
+    same code from this checkout (src/dsedge/deploy/device) or an installed dsedge, so an
+    artifact folder from `dsedge build` runs too (onnxruntime on a host)."""
+    import importlib.util
+
+    if (release / "dsedge_device" / "runtime.py").is_file():
+        sys.path.insert(0, str(release))
+        from dsedge_device import runtime
+        return runtime
+    clone = Path(__file__).resolve().parents[2] / "src" / "dsedge" / "deploy" / "device"
+    if (clone / "runtime.py").is_file():   # a package of its own name: it imports nothing of dsedge
+        spec = importlib.util.spec_from_file_location("dsedge_device", clone / "__init__.py",
+                                                      submodule_search_locations=[str(clone)])
+        sys.modules["dsedge_device"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["dsedge_device"])
+        from dsedge_device import runtime
+        return runtime
+    try:
+        from dsedge.deploy.device import runtime
+        return runtime
+    except ImportError:
+        sys.exit(f"{release} is neither a release from `dsedge flash` (no dsedge_device/ in it) nor run from a "
+                 "dsedge checkout: pass --release with a flashed release, or run this file from the repository")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--release", type=Path, default=Path.home() / "dsedge" / "current")
@@ -26,8 +52,8 @@ def main() -> int:
     p.add_argument("--runtime", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
     a = p.parse_args()
     release = a.release.resolve()             # pinned at start: a flash does not swap it mid-request
-    sys.path.insert(0, str(release))
-    from dsedge_device.runtime import generate, open_decoder
+    rt = _device_runtime(release)
+    generate, open_decoder = rt.generate, rt.open_decoder
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(release / "tokenizer.json"))

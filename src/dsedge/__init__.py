@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build": "api", "BuildResult": "api", "compare": "api", "gate": "api",
+    "generate": "run", "Runner": "run",
     "flash": "deploy", "rollback": "deploy", "devices_status": "deploy", "bench": "deploy",
     "Fp16Config": "quantize", "Int4WeightOnlyConfig": "quantize", "Int8WeightOnlyConfig": "quantize",
     "config_from_options": "quantize",

@@ -276,3 +276,6 @@ def report(artifact: str | Path) -> dict[str, Path]:
 # Deploy stage (no torch there): `dsedge flash`, `dsedge flash --rollback`, `dsedge devices
 # status`, `dsedge bench` are these functions.
 from .deploy import bench, devices_status, flash, rollback  # noqa: E402,F401
+
+# `dsedge run` (no torch either): greedy generation with a built artifact, here or on a device.
+from .run import Generation, Runner, generate  # noqa: E402,F401

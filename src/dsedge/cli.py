@@ -372,7 +372,7 @@ def plan(
 
 # The gate / report and deploy / bench commands are declared in their own modules, on the shared app;
 # imported here, after this module's commands, so that importing dsedge.cli registers them all in this order.
-from . import cli_deploy, cli_gate  # noqa: E402,F401
+from . import cli_deploy, cli_gate, cli_run  # noqa: E402,F401
 
 
 def main():

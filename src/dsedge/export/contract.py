@@ -36,10 +36,15 @@ class DecoderContract:
         return cls(cfg.num_hidden_layers, arch_for(cfg).cache_layout(cfg), cfg.vocab_size)
 
     @property
+    def cache_templates(self) -> list[tuple[str, str]]:
+        """(input, output) name per cache tensor of one layer, "%d" for the layer index
+        (onnxruntime-genai's genai_config takes the names in this form)."""
+        return [(f"past_key_values.%d.{kind}", f"present.%d.{kind}") for kind, _, _ in self.layout]
+
+    @property
     def cache_names(self) -> list[tuple[str, str]]:
         """(input name, output name) per cache tensor, in graph order."""
-        return [(f"past_key_values.{i}.{kind}", f"present.{i}.{kind}")
-                for i in range(self.n_layers) for kind, _, _ in self.layout]
+        return [(p % i, o % i) for i in range(self.n_layers) for p, o in self.cache_templates]
 
     @property
     def input_names(self) -> list[str]:

@@ -1,6 +1,6 @@
 """The export stage of `dsedge build`: the ONNX graph with the KV cache as inputs and outputs
 (reused from the stage cache when an identical build made it), plus the tokenizer and config
-files the artifact carries."""
+files the artifact carries and onnxruntime-genai's genai_config.json."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,8 @@ from .. import __version__
 from ..cache import StageCache, cache_key
 from ..load.checkpoint import CONFIG_FILES, TOKENIZER_FILES
 from ..export import OPSET, ExportResult, export_onnx
+from ..export.contract import DecoderContract
+from ..export.genai import write_genai_config
 
 
 @dataclass
@@ -19,6 +21,7 @@ class Exported:
     result: ExportResult
     key: str
     reused: bool                 # restored from the stage cache
+    genai_note: str | None = None  # why the artifact has no genai_config.json (None: it has one)
 
 
 def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Exported:
@@ -40,7 +43,9 @@ def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Export
     for f in TOKENIZER_FILES + CONFIG_FILES:
         if (ckpt.path / f).exists():
             shutil.copy2(ckpt.path / f, staging / f)
-    return Exported(exp, key, meta is not None)
+    # after generation_config.json is there: it gives onnxruntime-genai the EOS / BOS ids
+    genai_note = write_genai_config(staging, ckpt.raw_config, DecoderContract.from_config(ckpt.config))
+    return Exported(exp, key, meta is not None, genai_note)
 
 
 def cache_export(cache: StageCache, exported: Exported, staging: Path) -> None:

@@ -38,6 +38,8 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
             "FP16 graph with INT8 activations flips activation codes at rounding boundaries against the FP32 "
             "PyTorch reference; same weights and scales)")
     report["tensorrt_compat"], report["engine"] = compat, engine
+    report["onnxruntime_genai"] = ({"genai_config": "genai_config.json"} if exported.genai_note is None
+                                   else {"genai_config": None, "why": exported.genai_note})
     report["reused_stages"] = reused
     if notes:   # what dsedge cleaned up or refused to trust on the way (stale folders, cache entries)
         report["housekeeping"] = notes
