@@ -25,7 +25,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all = ["METHODS", "HANDLERS", "register_handler", "ImportedConfig", "QuantConfig", "Fp16Config", "WeightOnlyConfig", "Int4WeightOnlyConfig",
+__all__ = ["METHODS", "HANDLERS", "register_handler", "ImportedConfig", "QuantConfig", "Fp16Config", "WeightOnlyConfig", "Int4WeightOnlyConfig",
            "Int8WeightOnlyConfig", "QuantizedWeight", "QuantResult", "WeightSource", "LazyWeights",
            "config_from_options", "config_from_dict", "quantize_model", "apply_fake_quant",
            "apply_act_fake_quant", "apply_tensors", "GptqConfig", "AwqConfig", "SmoothQuantConfig", "target_linears",
