@@ -25,15 +25,17 @@ def baseline_dict(g: Gateable) -> dict:
 
 
 def write_baseline(g: Gateable, path: str | Path) -> Path:
-    """Write `g` as a baseline file at `path` (a .json file; its folder must exist)."""
+    """Write `g` as a baseline file at `path` (a .json file; its folder is created, as --junit's is)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"--baseline {path} is a folder (an artifact?); --update-baseline writes a baseline file",
                          "pass a file path, e.g. --baseline dsedge-baseline.json")
     if path.suffix != ".json":
         raise UsageError(f"--baseline {path}: a baseline file is JSON", "give it a .json name, e.g. dsedge-baseline.json")
-    if not path.parent.is_dir():
-        raise UsageError(f"folder {path.parent} of --baseline {path} does not exist", "create it first")
+    if any(p.exists() and not p.is_dir() for p in path.parents):
+        raise UsageError(f"--baseline {path}: {next(p for p in path.parents if p.exists() and not p.is_dir())} "
+                         "is a file, not a folder", "pass a path inside a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(baseline_dict(g), indent=2) + "\n")
     tmp.replace(path)  # never a half-written baseline
