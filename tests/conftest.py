@@ -113,7 +113,6 @@ def built(shared):
     return make
 
 
-
 def pytest_configure(config):
     # `--dist loadfile` hands files out largest (most tests) first; the order is set below instead,
     # the same but for the README test, which is one long file of two tests
@@ -124,9 +123,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Files with the most tests first (xdist's own order), but the README test (about 10 minutes
     of builds in one test) before them all: handed out last, it would run alone at the end."""
-    per_file: dict[str, int] = {}
-    for it in items:
-        f = it.nodeid.split("::")[0]
-        per_file[f] = per_file.get(f, 0) + 1
-    items.sort(key=lambda it: (it.nodeid.split("::")[0] != "tests/test_readme.py",
-                               -per_file[it.nodeid.split("::")[0]]))
+    import collections
+
+    per_file = collections.Counter(it.path for it in items)
+    items.sort(key=lambda it: (it.path.name != "test_readme.py", -per_file[it.path]))

@@ -32,9 +32,8 @@ def write_baseline(g: Gateable, path: str | Path) -> Path:
                          "pass a file path, e.g. --baseline dsedge-baseline.json")
     if path.suffix != ".json":
         raise UsageError(f"--baseline {path}: a baseline file is JSON", "give it a .json name, e.g. dsedge-baseline.json")
-    if any(p.exists() and not p.is_dir() for p in path.parents):
-        raise UsageError(f"--baseline {path}: {next(p for p in path.parents if p.exists() and not p.is_dir())} "
-                         "is a file, not a folder", "pass a path inside a folder")
+    if (blocker := next((p for p in path.parents if p.exists() and not p.is_dir()), None)) is not None:
+        raise UsageError(f"--baseline {path}: {blocker} is a file, not a folder", "pass a path inside a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(baseline_dict(g), indent=2) + "\n")
