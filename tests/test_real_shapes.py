@@ -47,6 +47,7 @@ def test_tied_embeddings_build(tmp_path):
                        latency=False)
     check_artifact(res, "int8")
     assert res.report["onnx"]["kl"] < 1e-3
+    host_agrees(res.path, tmp_path / "host")     # the head read from the embedding
 
 
 def test_linear_rope_scaling_shape_builds(tmp_path):
@@ -58,6 +59,18 @@ def test_linear_rope_scaling_shape_builds(tmp_path):
                        latency=False)
     check_artifact(res, "rtn")
     assert not res.report["quantization"]["layer_fallbacks"]
+    host_agrees(res.path, tmp_path / "host")     # rotary tables with linear scaling, 16 KV heads
+
+
+def host_agrees(folder, out):
+    """The host graph (export/host.py) of a real-shape artifact against its model.onnx."""
+    from dsedge.export.host import host_file, write_host_graph
+    from tests.export.test_host import agree
+
+    out.mkdir()
+    write_host_graph(folder, out)
+    worst, same = agree(folder, out / host_file(1), steps=12)
+    assert worst < 0.05 and same >= 10, (worst, same)
 
 
 def test_chat_template_eval_on_an_r1_distill_shape(tmp_path):
@@ -74,3 +87,15 @@ def test_chat_template_eval_on_an_r1_distill_shape(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((out / "report.json").read_text())
     assert r["eval"]["line_separator"] == "chat" and r["eval"]["windows"] >= 1
+
+
+def test_yarn_qwen3_shape_host_graph(tmp_path):
+    """R1-0528-Qwen3-8B's configuration (yarn rope with its attention factor, q / k norms, head_dim
+    128), one layer: the host graph's rotary tables and norms against model.onnx."""
+    import dsedge
+
+    ckpt = write_checkpoint("r1-0528-qwen3-8b", tmp_path / "q3", layers=1, vocab=2048)
+    res = dsedge.build(ckpt, target="orin", quant=dsedge.config_from_options(bits=4), output=tmp_path / "int4",
+                       latency=False)
+    check_artifact(res, "rtn")
+    host_agrees(res.path, tmp_path / "host")

@@ -137,6 +137,9 @@ def bench_cmd(
     accuracy_level: int = typer.Option(1, "--accuracy-level", help="onnxruntime only: MatMulNBits accuracy level "
                                        "(1: float activations, as the build's checks; 4: INT8 activations, faster on CPU, "
                                        "onnxruntime-genai's int4 default)."),
+    graph: str = typer.Option("auto", "--graph", help="This host, onnxruntime: auto (the host graph: MatMulNBits, "
+                              "GroupQueryAttention, FP32 activations, where the artifact has one), host, or standard "
+                              "(model.onnx, the graph TensorRT gets)."),
     root: Optional[str] = _ROOT, python: Optional[str] = _PYTHON, known_hosts: Optional[Path] = _KNOWN,
     identity: Optional[Path] = _IDENT, accept_new_host_key: bool = _ACCEPT, as_json: bool = _JSON,
 ):
@@ -145,7 +148,7 @@ def bench_cmd(
     def go():
         from . import deploy
         b = deploy.bench(artifact, device, runtime=runtime, prompt_tokens=prompt_tokens, decode_tokens=decode_tokens,
-                         runs=runs, warmup=warmup, power_root=power_root, write=write, accuracy_level=accuracy_level,
+                         runs=runs, warmup=warmup, power_root=power_root, write=write, accuracy_level=accuracy_level, graph=graph,
                          **_ssh_kwargs(root, python, known_hosts, identity, accept_new_host_key))
         if as_json:
             out.print_json(json.dumps(b, default=str))
@@ -156,6 +159,8 @@ def bench_cmd(
         ttft, dec = b["ttft_ms"], b["decode_ms"]
         t.add_row("runtime", b["runtime"] + ("" if b["runtime"] == "tensorrt" else
                   f" (not TensorRT; MatMulNBits accuracy level {b.get('onnxruntime_accuracy_level', 1)})"))
+        if b.get("graph"):
+            t.add_row("graph", b["graph"])
         t.add_row("time to first token", f"{ttft['median']:.2f} ms median, p90 {ttft['p90']:.2f}, p99 {ttft['p99']:.2f} "
                   f"({b['prompt_tokens']}-token prompt, {b['runs']} runs after {b['warmup']} warm-up)")
         t.add_row("decode per token", f"{dec['median']:.2f} ms median, p90 {dec['p90']:.2f}, p99 {dec['p99']:.2f}")

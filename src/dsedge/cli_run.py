@@ -34,6 +34,8 @@ def run_cmd(
     identity: Optional[Path] = typer.Option(None, "--identity", help="With --device: SSH private key."),
     accept_new_host_key: bool = typer.Option(False, "--accept-new-host-key",
                                              help="With --device: trust an unknown host key on first use."),
+    graph: str = typer.Option("auto", "--graph", help="On this host: auto (the host graph, fastest on CPU, where the "
+                              "artifact has one), host, or standard (model.onnx)."),
 ):
     """Generate text from an artifact: greedy, on this host through onnxruntime (the artifact's
     model.onnx, KV cache fed back), streamed; prefill and decode tokens/s at the end."""
@@ -43,7 +45,7 @@ def run_cmd(
 
         if runtime not in ("auto", "tensorrt", "onnxruntime"):
             raise UsageError(f"--runtime {runtime!r} is not one of auto, tensorrt, onnxruntime", "pick one of them")
-        runner = Runner(artifact)
+        runner = Runner(artifact, graph=graph)
         dev_kw = dict(root=root, python=python, known_hosts=known_hosts, identity=identity,
                       accept_new_host_key=accept_new_host_key, runtime=runtime)
 
@@ -86,7 +88,8 @@ def _write(piece: str) -> None:
 
 def _speed(g) -> str:
     stop = {"eos": "EOS", "max_new_tokens": "--max-new-tokens", "context": "the context length"}[g.stopped]
-    head = f"[{g.runtime} on {g.where}: {len(g.prompt_ids)} prompt + {len(g.tokens)} new tokens, stopped at {stop}"
+    graph = " (host graph)" if (g.graph or "").startswith("host") else ""
+    head = f"[{g.runtime}{graph} on {g.where}: {len(g.prompt_ids)} prompt + {len(g.tokens)} new tokens, stopped at {stop}"
     if g.prefill_s is None:   # a device reports one time for the whole generation
         return head + f"; {g.total_s:.2f} s, {len(g.tokens) / max(g.total_s, 1e-9):.1f} tok/s incl. prompt]"
     prefill = f"prefill {g.prefill_tokens_per_s:.1f} tok/s ({g.prefill_s * 1e3:.1f} ms)"

@@ -18,6 +18,35 @@ from typing import Callable
 
 from .errors import UsageError
 
+GRAPHS = ("auto", "host", "standard")
+
+
+def open_on_host(folder: Path, runtime: str = "auto", accuracy_level: int = 1, graph: str = "auto",
+                 max_length: int | None = None):
+    """-> (decoder, which graph it runs). onnxruntime on this host runs the host graph
+    (export/host.py: contrib ops, FP32 activations, a preallocated KV cache) where the artifact
+    has one, else model.onnx; graph="standard" always model.onnx, "host" refuses without one."""
+    import os
+
+    from .deploy.device.runtime import HostGraphDecoder, open_decoder, pick_runtime
+
+    if graph not in GRAPHS:
+        raise UsageError(f"--graph {graph} is not one of {', '.join(GRAPHS)}", "use --graph auto")
+    folder = Path(folder)
+    if pick_runtime(folder, runtime) != "onnxruntime" or graph == "standard":
+        return open_decoder(folder, runtime, accuracy_level), "model.onnx (the standard graph)"
+    from .export.host import Unhostable, host_graph
+
+    try:
+        path = host_graph(folder, accuracy_level)
+    except Unhostable as e:
+        if graph == "host":
+            raise UsageError(f"{folder} has no host graph: {e}", "use --graph auto or standard") from None
+        return open_decoder(folder, runtime, accuracy_level), f"model.onnx (the standard graph; no host graph: {e})"
+    threads = int(os.environ.get("DSEDGE_THREADS", "0")) or None
+    return (HostGraphDecoder(path, threads=threads, accuracy_level=accuracy_level, max_length=max_length),
+            "host graph (MatMulNBits, GroupQueryAttention, FP32 activations; from model.onnx's weights)")
+
 
 @dataclass
 class Generation:
@@ -26,6 +55,7 @@ class Generation:
     text: str = ""
     stopped: str = "max_new_tokens"       # or "eos", "context"
     runtime: str = "onnxruntime"
+    graph: str | None = None              # this host: which graph ran (run.open_on_host)
     where: str = "this host"
     prefill_s: float | None = None
     decode_s: float | None = None
@@ -57,7 +87,7 @@ class Runner:
     """An artifact opened for generation: its tokenizer, EOS ids and context length; the
     onnxruntime session is opened on the first host generation."""
 
-    def __init__(self, artifact: str | Path):
+    def __init__(self, artifact: str | Path, graph: str = "auto"):
         from .deploy.releases import read_manifest   # no torch (dsedge.artifact's reader pulls it in)
 
         self.folder = Path(artifact)
@@ -75,7 +105,7 @@ class Runner:
         eos = gen.get("eos_token_id", config.get("eos_token_id"))
         self.eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         self.context = int(config.get("max_position_embeddings") or 0) or None
-        self._decoder = None
+        self._decoder, self.graph, self.graph_used = None, graph, None
 
     # ------------------------------------------------------------------ tokens
     def encode(self, prompt: str, chat_template: bool = False) -> list[int]:
@@ -107,9 +137,8 @@ class Runner:
     @property
     def decoder(self):
         if self._decoder is None:
-            from .deploy.device.runtime import OrtDecoder
-
-            self._decoder = OrtDecoder(self.folder)
+            self._decoder, self.graph_used = open_on_host(self.folder, "onnxruntime", graph=self.graph,
+                                                          max_length=self.context)
         return self._decoder
 
     def generate(self, prompt_ids: list[int], max_new_tokens: int = 64,
@@ -121,6 +150,7 @@ class Runner:
         n = self._budget(len(prompt_ids), max_new_tokens)
         g = Generation(list(prompt_ids))
         dec, shown = self.decoder, ""
+        g.graph = self.graph_used
         t0 = time.perf_counter()
         logits, past = dec.run(np.asarray([prompt_ids], np.int64))
         g.prefill_s = time.perf_counter() - t0

@@ -24,6 +24,7 @@ class BenchOptions:
     warmup: int = 2
     power_root: str = "/"
     accuracy_level: int = 1     # onnxruntime's MatMulNBits accuracy level (4: INT8 activations)
+    graph: str = "auto"         # this host, onnxruntime: the host graph where there is one (run.open_on_host)
 
 
 def _device_bench(folder: Path, opts: BenchOptions, target, ssh) -> dict:
@@ -50,13 +51,16 @@ def _device_bench(folder: Path, opts: BenchOptions, target, ssh) -> dict:
 def _local_bench(folder: Path, opts: BenchOptions) -> dict:
     import platform
 
+    from ..run import open_on_host
     from .device.bench import run_bench
 
     if opts.runtime == "tensorrt" and not (folder / "model.engine").is_file():
         raise UsageError(f"{folder} has no model.engine", "build it here with `dsedge engine build`, or pass "
                          "--runtime onnxruntime")
+    dec, graph = open_on_host(folder, opts.runtime, opts.accuracy_level, opts.graph)
     res = run_bench(folder, opts.runtime, opts.prompt_tokens, opts.decode_tokens, opts.runs, opts.warmup, opts.power_root,
-                    accuracy_level=opts.accuracy_level)
+                    accuracy_level=opts.accuracy_level, decoder=dec)
+    res["graph"] = graph
     res["where"] = f"this host ({platform.node()}, {platform.machine()})"
     return res
 

@@ -96,13 +96,14 @@ def _system_used() -> int:
 
 def run_bench(folder, runtime: str = "auto", prompt_tokens: int = 128, decode_tokens: int = 64,
               runs: int = 5, warmup: int = 2, power_root: str = "/", interval: float = 0.02,
-              accuracy_level: int = 1) -> dict:
+              accuracy_level: int = 1, decoder=None) -> dict:
+    """decoder: an opened one (the host's host graph), else open_decoder(folder, runtime)."""
     import numpy as np
 
     folder = Path(folder)
     vocab = json.loads((folder / "config.json").read_text()).get("vocab_size", 1000)
     base_used = _system_used()
-    dec = open_decoder(folder, runtime, accuracy_level)
+    dec = decoder or open_decoder(folder, runtime, accuracy_level)
     ids = np.random.default_rng(0).integers(0, vocab, (1, prompt_tokens), dtype=np.int64)
 
     def one(mark=None):

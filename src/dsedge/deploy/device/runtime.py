@@ -70,6 +70,74 @@ class OrtDecoder:
         pass
 
 
+class HostGraphDecoder:
+    """onnxruntime over the host graph (dsedge/export/host.py: MatMulNBits, GroupQueryAttention,
+    SkipSimplifiedLayerNormalization, FP32 activations). The KV cache is one preallocated FP32
+    buffer per tensor, bound as both past and present (GroupQueryAttention writes the new
+    tokens in place), grown by doubling (a copy) when a sequence outgrows it; inputs and outputs
+    go through IO binding, so a step copies only the token in and the logits out."""
+    name = "onnxruntime"
+
+    def __init__(self, graph: Path, threads: int | None = None, accuracy_level: int = 1, capacity: int = 256,
+                 max_length: int | None = None):
+        import numpy as np
+        import onnxruntime as ort
+
+        if accuracy_level not in ACCURACY_LEVELS:
+            raise ValueError(f"accuracy level {accuracy_level} is not one of {ACCURACY_LEVELS}")
+        self.np, self.ort, self.accuracy_level = np, ort, accuracy_level
+        so = ort.SessionOptions()     # accuracy_level is the graph's own (one file per level): recorded here
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+        self.cache_names = [i.name for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        first = self.session.get_inputs()[[i.name for i in self.session.get_inputs()].index(self.cache_names[0])]
+        self.kv_heads, self.head_dim = first.shape[1], first.shape[3]
+        self.vocab = self.session.get_outputs()[0].shape[2]
+        self.max_length = max_length
+        self.capacity, self.length = 0, 0
+        self.kv: list = []
+        self.logits = np.empty((1, 1, self.vocab), np.float32)
+        self._grow(capacity)
+
+    def _grow(self, need: int) -> None:
+        np = self.np
+        cap = max(need, 2 * self.capacity, 16)
+        if self.max_length:
+            cap = min(cap, self.max_length)
+        if cap < need:
+            raise ValueError(f"{need} tokens exceed the model's {self.max_length} positions")
+        new = [np.zeros((1, self.kv_heads, cap, self.head_dim), np.float32) for _ in self.cache_names]
+        for old, n in zip(self.kv, new):
+            n[:, :, :self.length] = old[:, :, :self.length]
+        self.kv, self.capacity = new, cap
+        self.binding = b = self.session.io_binding()
+        for name, buf in zip(self.cache_names, self.kv):
+            v = self.ort.OrtValue.ortvalue_from_numpy(buf)
+            b.bind_ortvalue_input(name, v)
+            b.bind_ortvalue_output(name.replace("past_key_values.", "present."), v)
+        b.bind_output("logits", "cpu", 0, np.float32, self.logits.shape, self.logits.ctypes.data)
+
+    def run(self, ids, past=None):
+        """past: the length the previous call returned (None: a new sequence). -> (logits, length)."""
+        np = self.np
+        p, t = (past or 0), ids.shape[1]
+        if p + t > self.capacity:
+            self.length = p
+            self._grow(p + t)
+        b = self.binding
+        b.bind_cpu_input("input_ids", np.ascontiguousarray(ids, np.int64))
+        b.bind_cpu_input("seqlens_k", np.array([p + t - 1], np.int32))
+        b.bind_cpu_input("total_sequence_length", np.array(p + t, np.int32))
+        self.session.run_with_iobinding(b)
+        self.length = p + t
+        return self.logits[0, -1].copy(), p + t
+
+    def release(self, past):
+        pass
+
+
 class _Cuda:
     """The few CUDA runtime calls the TensorRT path needs, through ctypes (no cuda-python or
     pycuda on a stock JetPack)."""
