@@ -9,15 +9,19 @@ Each conversion runs in its own process under `/usr/bin/time -f "%e %U %S %M"` (
 system s, max RSS KB): `dsedge build --bits 4 --no-cache` (default checks; the export stage's
 seconds are read from its report.json) against `python -m onnxruntime_genai.models.builder -p
 int4 -e cpu`. Decode: a prompt of --prompt tokens, then --tokens greedy tokens, one thread, each
-side in its own process (its peak RSS is its own): dsedge's runner (dsedge.check.OnnxDecoder, the
-graph TensorRT gets, onnxruntime's MatMulNBits fusion at accuracy level 1, as `dsedge bench`) and
-onnxruntime-genai's Generator on its own model (its default accuracy level, 4 for int4 CPU: INT8
-activations). The two graphs are not the same: this measures what each user gets by default.
+side in its own process (its peak RSS is its own), at onnxruntime's MatMulNBits accuracy level 1
+(FP32 activations) and 4 (INT8 activations), the peer's model rebuilt for level 1
+(`--extra_options accuracy_level=1`): dsedge's host runner (what `dsedge bench` and `dsedge run`
+run: the host graph of dsedge/export/host.py, written into the stage cache beforehand so that its
+one-off writing is not in the decode process's figures) and onnxruntime-genai's Generator on its
+own model. The peer quantizes its lm_head to INT4 and uses blocks of 32; dsedge keeps the head in
+FP16 unless built with --quantize-lm-head (--head-too adds that build's decode rows).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,7 +43,7 @@ def timed(cmd: list[str], log: Path) -> dict:
     return {"wall": float(wall), "cpu": float(user) + float(sys_), "peak_gib": int(kb) / 2**20}
 
 
-def decode_child(side: str, model: str, prompt: int, tokens: int) -> None:
+def decode_child(side: str, model: str, level: int, prompt: int, tokens: int) -> None:
     """In a fresh process: prefill `prompt` tokens, then `tokens` greedy steps; print ms/token."""
     import resource
 
@@ -48,12 +52,12 @@ def decode_child(side: str, model: str, prompt: int, tokens: int) -> None:
     ids = (np.arange(prompt, dtype=np.int64) * 7919 % 997 + 4).reshape(1, prompt)
     steps = []
     if side == "dsedge":
-        from dsedge.check import OnnxDecoder
+        from dsedge.run import open_on_host
 
-        dec = OnnxDecoder(Path(model) / "model.onnx", threads=1)
+        dec, _ = open_on_host(Path(model), "onnxruntime", level)
         logits, past = dec.run(ids)
         for _ in range(tokens):
-            nxt = logits[:, -1].argmax(-1).reshape(1, 1).astype(np.int64)
+            nxt = np.array([[int(logits.argmax())]], np.int64)
             t = time.perf_counter()
             logits, past = dec.run(nxt, past)
             steps.append(time.perf_counter() - t)
@@ -91,10 +95,12 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--decode-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--head-too", action="store_true", help="also decode a dsedge --quantize-lm-head build")
+    ap.add_argument("--decode-child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.decode_child:
-        return decode_child(*a.decode_child, a.prompt, a.tokens)
+        side, model, level = a.decode_child
+        return decode_child(side, model, int(level), a.prompt, a.tokens)
     try:
         import onnxruntime_genai  # noqa: F401
     except ImportError:
@@ -130,22 +136,37 @@ def main() -> None:
         e = statistics.median(export_s)
         print(f"{'dsedge export stage s':<28}{e:>10.1f}{med['peer']['wall']:>10.1f}{e / med['peer']['wall']:>8.2f}")
         last = a.reps - 1
-        one_thread(tmp / f"peer-{last}")
-        dec = {"dsedge": [], "peer": []}
-        for i in range(2):
-            for side in ("dsedge", "peer") if i % 2 == 0 else ("peer", "dsedge"):
-                r = subprocess.run([sys.executable, __file__, "--decode-child", side, str(tmp / f"{side}-{last}"),
-                                    "--prompt", str(a.prompt), "--tokens", str(a.tokens)],
-                                   capture_output=True, text=True)
-                if r.returncode:
-                    sys.exit(f"{side} decode failed:\n{r.stderr[-3000:]}")
-                dec[side].append(json.loads(r.stdout.strip().splitlines()[-1]))
-        print(f"\nhost decode, 1 thread, {a.prompt}-token prompt + {a.tokens} greedy tokens, medians of 2")
-        print(f"{'':<28}{'dsedge':>10}{'peer':>10}{'ratio':>8}")
-        for k, label in (("ms_per_token", "ms / token"), ("peak_gib", "peak RSS GiB")):
-            x, y = (statistics.median(r[k] for r in dec[s]) for s in ("dsedge", "peer"))
-            print(f"{label:<28}{x:>10.2f}{y:>10.2f}{x / y:>8.2f}")
-
+        models = {"dsedge": tmp / f"dsedge-{last}", "peer4": tmp / f"peer-{last}", "peer1": tmp / "peer-level1"}
+        timed([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", model, "-o", str(models["peer1"]),
+               "-p", "int4", "-e", "cpu", "-c", str(tmp / "genai-cache"), "--extra_options", "accuracy_level=1"],
+              tmp / "peer-level1.log")
+        if a.head_too:
+            models["dsedge+head"] = tmp / "dsedge-head"
+            timed([sys.executable, "-m", "dsedge", "build", "--model", model, "--bits", "4", "--no-cache", "--no-latency",
+                   "--check", "truncated", "--quantize-lm-head", "-o", str(models["dsedge+head"])], tmp / "dsedge-head.log")
+        for key in ("peer4", "peer1"):
+            one_thread(models[key])
+        env = {**os.environ, "DSEDGE_CACHE_DIR": str(tmp / "cache"), "DSEDGE_THREADS": "1"}
+        for key in [k for k in models if k.startswith("dsedge")]:   # the host graph into the cache, once
+            subprocess.run([sys.executable, "-c", "import sys; from dsedge.export.host import host_graph; "
+                            "host_graph(sys.argv[1])", str(models[key])], env=env, check=True)
+        pairs = [(f"{d} level {lv}", d, lv, f"peer{lv}") for lv in (1, 4) for d in models if d.startswith("dsedge")]
+        print(f"\nhost decode, 1 thread, {a.prompt}-token prompt + {a.tokens} greedy tokens, medians of 2 (A/B)")
+        print(f"{'':<26}{'ms/token':>10}{'peer':>8}{'ratio':>7}{'tok/s ratio':>12}{'peak GiB':>10}{'peer':>7}{'ratio':>7}")
+        for label, d, lv, p in pairs:
+            dec = {"dsedge": [], "peer": []}
+            for i in range(2):
+                for side in ("dsedge", "peer") if i % 2 == 0 else ("peer", "dsedge"):
+                    folder = models[d] if side == "dsedge" else models[p]
+                    r = subprocess.run([sys.executable, __file__, "--decode-child", side, str(folder), str(lv),
+                                        "--prompt", str(a.prompt), "--tokens", str(a.tokens)],
+                                       capture_output=True, text=True, env=env)
+                    if r.returncode:
+                        sys.exit(f"{side} decode failed:\n{r.stderr[-3000:]}")
+                    dec[side].append(json.loads(r.stdout.strip().splitlines()[-1]))
+            ms, pms, gb, pgb = [statistics.median(r[k] for r in dec[side]) for k in ("ms_per_token", "peak_gib")
+                                for side in ("dsedge", "peer")]
+            print(f"{label:<26}{ms:>10.2f}{pms:>8.2f}{ms / pms:>7.2f}{pms / ms:>12.2f}{gb:>10.2f}{pgb:>7.2f}{gb / pgb:>7.2f}")
 
 if __name__ == "__main__":
     main()
