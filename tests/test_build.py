@@ -165,3 +165,22 @@ def test_truncated_scope_validates_the_first_layers_and_says_so(tmp_path):
     assert fid["max_abs_diff"] <= fid["atol"] + fid["rtol"] * fid["max_abs_logit"] and r["greedy_generation"]["agrees"]
     assert r["tensorrt_compat"]["ok"] and len(r["layers"]) == r["quantization"]["quantized_linears"]
     assert (res.manifest["check"]["scope"], res.manifest["check"]["layers"]) == ("truncated", 2)
+
+
+@pytest.mark.slow
+def test_quick_check_measures_on_a_few_windows_and_says_so(tmp_path):
+    """`--check quick`: full scope (fidelity, greedy, accuracy), accuracy on the first 4 eval
+    windows; report.json, report.md and the printed table say so."""
+    import subprocess
+    import sys
+
+    from dsedge.options import QUICK_WINDOWS
+
+    out = tmp_path / "q"
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--bits", "4", "--check", "quick", "--no-latency",
+                           "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "report.json").read_text())
+    assert r["host_plan"]["check_scope"] == "full" and r["eval"]["windows"] == QUICK_WINDOWS
+    assert r["eval"]["shortcut"].startswith("--check quick") and r["onnx"]["kl"] >= 0
+    assert "--check quick" in (out / "report.md").read_text() and "accuracy measured on" in proc.stdout

@@ -115,7 +115,8 @@ def build(
     targets_dir: Optional[Path] = _TARGETS_DIR,
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore finished stages of earlier identical builds."),
-    check: str = typer.Option("auto", "--check", help="auto | full | truncated: PyTorch checks on the whole model or its first layers."),
+    check: str = typer.Option("auto", "--check", help="auto | full | truncated: PyTorch checks on the whole model or its first layers; quick: the scope auto "
+                        "picks, accuracy on the first 4 eval windows (the report says so)."),
     force: bool = typer.Option(False, "--force", help="Build even if the planner predicts this host lacks the memory."),
     max_memory: Optional[float] = typer.Option(None, "--max-memory", help="Plan for at most this many GiB (default: what the host has available)."),
     no_engine: bool = typer.Option(False, "--no-engine", help="Do not build the TensorRT engine even where this machine could."),

@@ -7,7 +7,8 @@ from pathlib import Path
 from .errors import UsageError
 
 DTYPES = ("float16", "float32")
-CHECK_SCOPES = ("auto", "full", "truncated")
+CHECK_SCOPES = ("auto", "full", "truncated", "quick")
+QUICK_WINDOWS, QUICK_TASK = 4, 20     # --check quick: the eval's first windows and task examples only
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,12 @@ class EvalData:
     sha256: str                                      # of the eval text (and task file) bytes
     window: int
     separator: str = "newline"
+    shortcut: str | None = None                      # why fewer windows than the default (--check quick)
 
     def describe(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "windows": int(len(self.windows)),
-                "window_tokens": self.window, "line_separator": self.separator, "task_examples": len(self.task)}
+                "window_tokens": self.window, "line_separator": self.separator, "task_examples": len(self.task),
+                **({"shortcut": self.shortcut} if self.shortcut else {})}
 
 
 def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window: int = 128,

@@ -44,7 +44,8 @@ def to_html(r: dict) -> str:
               f"<li>Graph checked: <code>{escape(g['file'])}</code>, {escape(g['activations'])} activations on "
               f"{escape(g['runtime'])}, qdq_matmulnbits_accuracy_level = {g['qdq_matmulnbits_accuracy_level']}.</li>",
               f"<li>Eval data: <code>{escape(e['source'])}</code> (sha256 <code>{escape(e['sha256'])}</code>), "
-              f"{e['windows']} windows of {e['window_tokens']} tokens, {e['task_examples']} task examples.</li>",
+              f"{e['windows']} windows of {e['window_tokens']} tokens, {e['task_examples']} task examples"
+              + (f" ({escape(e['shortcut'])})" if e.get("shortcut") else "") + ".</li>",
               "<li>FP16 reference: the checkpoint's weights rounded to FP16, run by PyTorch in FP32.</li>",
               f"<li>Written by dsedge {escape(str(r.get('dsedge_version')))}.</li></ul>"]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'

@@ -24,7 +24,8 @@ def to_markdown(r: dict) -> str:
               f"`session.qdq_matmulnbits_accuracy_level = {g['qdq_matmulnbits_accuracy_level']}` "
               "(activations not quantized by onnxruntime).",
               f"- Eval data: `{e['source']}` (sha256 `{e['sha256'][:16]}…`), {e['windows']} windows of "
-              f"{e['window_tokens']} tokens, {e['task_examples']} task examples.",
+              f"{e['window_tokens']} tokens, {e['task_examples']} task examples"
+              + (f" ({e['shortcut']})." if e.get("shortcut") else "."),
               "- FP16 reference: the checkpoint's weights rounded to FP16, run by PyTorch in FP32.",
               "- KL: mean KL(FP16 reference ‖ model) over next-token distributions; top-1: share of positions "
               "where both pick the same token.",

@@ -52,6 +52,8 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         ]
     else:
         rows.append(("accuracy", f"not measured: {r['accuracy_skipped']}"))
+    if onnx and r["eval"].get("shortcut"):
+        rows.append(("accuracy measured on", f"{r['eval']['windows']} eval windows ({r['eval']['shortcut']})"))
     rows.append(("ONNX vs PyTorch", f"max |Δlogit| {fid['max_abs_diff']:.3g} (tolerance {fid['atol']:g} + "
                                     f"{fid['rtol']:g}·max|logit|); greedy {gen['tokens']} tokens × "
                                     f"{gen['prompts']} prompts: {same}"

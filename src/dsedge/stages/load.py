@@ -12,7 +12,7 @@ from .. import reference
 from ..artifact import Artifact
 from ..check.accuracy import EvalData, load_eval
 from ..errors import CheckpointError, HostMemoryError, UsageError
-from ..options import BuildOptions
+from ..options import QUICK_TASK, QUICK_WINDOWS, BuildOptions
 from ..plan.host import TRUNCATED_LAYERS, HostPlan, plan_host
 from ..quantize import ImportedConfig, Int4WeightOnlyConfig, QuantConfig, WeightSource
 from ..targets import apply_budget_overrides, find_target
@@ -90,14 +90,18 @@ def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -
         eval_file, task_file, sep = Path(o.eval_path), None, o.eval_separator
     if o.chat_template:   # each line one user turn, as the chat model sees a prompt
         sep = "chat"
-    data = load_eval(tokenizer, eval_file, task_file, separator=sep)
+    few = dict(max_windows=QUICK_WINDOWS, max_task=QUICK_TASK) if o.check_scope == "quick" else {}
+    data = load_eval(tokenizer, eval_file, task_file, separator=sep, **few)
+    if few:
+        data.shortcut = (f"--check quick: the eval's first {QUICK_WINDOWS} windows and {QUICK_TASK} task examples "
+                         "only (the default is 32 and 100); the ONNX-vs-PyTorch and greedy checks are unchanged")
     return Loaded(ckpt, ref_ckpt, is_reference, quant, tgt, out, plan, tokenizer, data,
                   WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None)
 
 
 def _host_plan(ckpt: Checkpoint, o: BuildOptions, quant: QuantConfig) -> HostPlan:
     plan = plan_host(ckpt, available=None if o.max_memory_gb is None else int(o.max_memory_gb * 2**30), quant=quant)
-    if o.check_scope != "auto":
+    if o.check_scope in ("full", "truncated"):     # quick: the scope auto picks, on fewer eval windows
         plan.scope = o.check_scope
         plan.check_layers = ckpt.n_layers if o.check_scope == "full" else min(ckpt.n_layers, TRUNCATED_LAYERS)
     if not plan.fits and not o.force:
