@@ -6,8 +6,8 @@ peak RSS) and host decode (ms/token, peak RSS), A/B interleaved, medians, ratios
     python benchmarks/compare_peers.py --config r1-distill-qwen-1.5b --layers 8 --vocab 32768
 
 Each conversion runs in its own process under `/usr/bin/time -f "%e %U %S %M"` (wall s, user s,
-system s, max RSS KB): `dsedge build --bits 4 --no-cache` (default checks; the export stage's
-seconds are read from its report.json) against `python -m onnxruntime_genai.models.builder -p
+system s, max RSS KB): `dsedge build --bits 4 --no-cache` (default checks, and again with
+`--check quick`; the export stage's seconds are read from report.json) against `python -m onnxruntime_genai.models.builder -p
 int4 -e cpu`. Decode: a prompt of --prompt tokens, then --tokens greedy tokens, one thread, each
 side in its own process (its peak RSS is its own), at onnxruntime's MatMulNBits accuracy level 1
 (FP32 activations) and 4 (INT8 activations), the peer's model rebuilt for level 1
@@ -114,27 +114,30 @@ def main() -> None:
             model = str(write_checkpoint(a.config, tmp / a.config, a.layers, None, a.vocab))
         size = sum(f.stat().st_size for f in Path(model).glob("*.safetensors"))
         print(f"checkpoint {model}: {size / 1e9:.2f} GB of safetensors")
-        runs: dict[str, list[dict]] = {"dsedge": [], "peer": []}
+        sides = ("dsedge", "quick", "peer")         # quick: dsedge build --check quick
+        runs: dict[str, list[dict]] = {s: [] for s in sides}
         export_s = []
-        for i in range(a.reps):                     # A/B interleaved
-            for side in ("dsedge", "peer") if i % 2 == 0 else ("peer", "dsedge"):
+        for i in range(a.reps):                     # interleaved, the order rotated each round
+            for side in sides[i % 3:] + sides[:i % 3]:
                 out = tmp / f"{side}-{i}"
                 cmd = ([sys.executable, "-m", "dsedge", "build", "--model", model, "--bits", "4", "--no-cache",
-                        "--no-latency", "-o", str(out)] if side == "dsedge" else
+                        "--no-latency", "-o", str(out), *(("--check", "quick") if side == "quick" else ())]
+                       if side != "peer" else
                        [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", model, "-o", str(out),
                         "-p", "int4", "-e", "cpu", "-c", str(tmp / "genai-cache")])
                 runs[side].append(timed(cmd, tmp / f"{side}-{i}.log"))
-                if side == "dsedge":
+                if side != "peer":
                     export_s.append(json.loads((out / "report.json").read_text())["stage_seconds"]["export"])
-                if i < a.reps - 1:
+                if i < a.reps - 1 or side == "quick":
                     shutil.rmtree(out)
         med = {s: {k: statistics.median(r[k] for r in v) for k in ("wall", "cpu", "peak_gib")} for s, v in runs.items()}
-        print(f"\nconversion, medians of {a.reps} (A/B interleaved)")
-        print(f"{'':<28}{'dsedge':>10}{'peer':>10}{'ratio':>8}")
+        print(f"\nconversion, medians of {a.reps} (interleaved); ratios against the peer")
+        print(f"{'':<24}{'dsedge':>9}{'ratio':>7}{'--check quick':>15}{'ratio':>7}{'peer':>9}")
         for k, label in (("wall", "wall s"), ("cpu", "CPU s"), ("peak_gib", "peak RSS GiB")):
-            print(f"{label:<28}{med['dsedge'][k]:>10.1f}{med['peer'][k]:>10.1f}{med['dsedge'][k] / med['peer'][k]:>8.2f}")
-        e = statistics.median(export_s)
-        print(f"{'dsedge export stage s':<28}{e:>10.1f}{med['peer']['wall']:>10.1f}{e / med['peer']['wall']:>8.2f}")
+            d, q, p = (med[s][k] for s in sides)
+            print(f"{label:<24}{d:>9.1f}{d / p:>7.2f}{q:>15.1f}{q / p:>7.2f}{p:>9.1f}")
+        e, p = statistics.median(export_s), med["peer"]["wall"]
+        print(f"{'dsedge export stage s':<24}{e:>9.1f}{e / p:>7.2f}{'':>15}{'':>7}{p:>9.1f}")
         last = a.reps - 1
         models = {"dsedge": tmp / f"dsedge-{last}", "peer4": tmp / f"peer-{last}", "peer1": tmp / "peer-level1"}
         timed([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", model, "-o", str(models["peer1"]),

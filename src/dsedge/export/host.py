@@ -209,13 +209,15 @@ class _Graph:
         cols = []
         for p in parts:
             if p.bits is None:
-                cols.append(p.weight.T.astype(np.float32))                           # (K, N)
+                cols.append(np.ascontiguousarray(p.weight.T, np.float32))            # (K, N)
             else:     # DequantizeLinear's arithmetic, once, here: (q - z) * s
                 q = p.codes.astype(np.float32) - (0 if p.zero is None else np.asarray(p.zero, np.float32)
                                                   .repeat(p.k // p.zero.shape[0] if p.zero.ndim == 2 else 1, axis=0))
                 s = p.scale if p.scale.ndim == 1 else p.scale.repeat(p.k // p.scale.shape[0], axis=0)
                 cols.append(q * s)
-        y = self.op("MatMul", [x, self.const(f"{name}.weight", np.concatenate(cols, axis=1))])
+        w = cols[0] if len(cols) == 1 else np.concatenate(cols, axis=1)     # (K, N): one copy of a big head
+        del cols
+        y = self.op("MatMul", [x, self.const(f"{name}.weight", w)])
         return self.op("Add", [y, self.const(f"{name}.bias", np.concatenate(bias))]) if bias is not None else y
 
 
