@@ -189,3 +189,18 @@ def test_read_per_token_label_names_experts_only_for_moe():
     how = lambda name: dict((k, h) for k, _, h in plan_memory(cfg(name), find_target("h100")).rows())["read per token"]
     assert "routed top-k" not in how("r1-distill-qwen-1.5b") and "the embedding is a lookup" in how("r1-distill-qwen-1.5b")
     assert "routed top-k + shared experts" in how("deepseek-v2-lite")
+
+
+def test_default_context_is_capped_at_the_models_positions():
+    """The target's max_context (4096 on orin) unless the model has fewer positions; asking for
+    more than the model has is planned but noted."""
+    from dsedge import reference
+
+    config = json.loads((reference.checkpoint_path("qwen2-tiny") / "config.json").read_text())
+    positions = config["max_position_embeddings"]
+    target = find_target("orin")
+    assert positions < target.profile.max_context
+    assert plan_memory(config, target).context == positions
+    over = plan_memory(config, target, context=target.profile.max_context)
+    assert over.context == target.profile.max_context and any("max_position_embeddings" in n for n in over.notes)
+    assert plan_memory(cfg("r1-distill-qwen-7b"), target).context == target.profile.max_context

@@ -232,7 +232,9 @@ def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, 
     """Memory of a build of this config with `quant` (None: FP16) on `target` at `context` x
     `batch` (defaults: the target's profile). `quant` is the build's own config object: its group
     size and zero points are what the weights are counted at."""
-    context = target.profile.max_context if context is None else context
+    positions = int(config.get("max_position_embeddings") or 0) or None
+    if context is None:   # the target's, unless the model has fewer positions
+        context = min(target.profile.max_context, positions or target.profile.max_context)
     batch = target.profile.max_batch if batch is None else batch
     if context < 1 or batch < 1:
         raise CheckpointError(f"context {context} and batch {batch} must be positive", "use e.g. --context 4096 --batch 1")
@@ -248,6 +250,8 @@ def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, 
     prompt = min(target.profile.max_prompt, context)
     ws, ws_f = workspace_bytes(config, prompt, batch)
     notes = [note for key, note in spec.plan_notes.items() if config.get(key)]
+    if positions and context > positions:
+        notes.append(f"context {context} is beyond the model's {positions} positions (max_position_embeddings)")
     return MemoryPlan(spec.name, target.name, q.label(), q.bits, context, batch, prompt,
                       sum(t.params for t in tensors), parts, read, kv, kv_f, ws, ws_f,
                       int(target.memory.runtime_overhead_gb * GiB), int(target.memory.usable_gb * GiB), active, notes)
