@@ -52,7 +52,7 @@ def decode_child(side: str, model: str, level: int, prompt: int, tokens: int) ->
     ids = (np.arange(prompt, dtype=np.int64) * 7919 % 997 + 4).reshape(1, prompt)
     steps = []
     if side == "dsedge":
-        from dsedge.run import open_on_host
+        from dsedge.deploy.host import open_on_host
 
         dec, _ = open_on_host(Path(model), "onnxruntime", level)
         logits, past = dec.run(ids)

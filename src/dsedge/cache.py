@@ -104,6 +104,11 @@ class StageCache:
         return meta
 
 
+def file_digest(path: Path) -> dict | None:
+    """{"sha256", "size"} of a file (None: missing; {"error"}: unreadable), read in 8 MiB chunks."""
+    return _sha256(Path(path))
+
+
 def _mismatch(got: dict | None, want: dict) -> str:
     if got is None:
         return "is missing"

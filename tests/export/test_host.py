@@ -15,7 +15,7 @@ from dsedge.cache import StageCache
 from dsedge.deploy.device.runtime import HostGraphDecoder, OrtDecoder
 from dsedge.errors import UsageError
 from dsedge.export.host import LEVELS, Unhostable, host_file, host_graph, write_host_graph
-from dsedge.run import open_on_host
+from dsedge.deploy.host import open_on_host
 
 TIE = 0.05        # logits: the standard graph's FP16 activations round about this much at these scales
 

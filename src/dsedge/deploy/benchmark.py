@@ -51,7 +51,7 @@ def _device_bench(folder: Path, opts: BenchOptions, target, ssh) -> dict:
 def _local_bench(folder: Path, opts: BenchOptions) -> dict:
     import platform
 
-    from ..run import open_on_host
+    from .host import open_on_host
     from .device.bench import run_bench
 
     if opts.runtime == "tensorrt" and not (folder / "model.engine").is_file():

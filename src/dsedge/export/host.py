@@ -7,7 +7,7 @@ What changes against model.onnx (all contrib ops of onnxruntime's com.microsoft 
     Gather(embed fp16) -> Cast fp32                               activations FP32 on the CPU, no casts inside
     SkipSimplifiedLayerNormalization                             residual add + RMSNorm, one kernel
     MatMulNBits(packed q|k|v, bias)                              one weight read for the three projections
-    GroupQueryAttention(do_rotary, q/k norms for Qwen3)          rotary + GQA + softmax, in place in a
+    GroupQueryAttention(do_rotary)                               rotary + GQA + softmax, in place in a
                                                                  preallocated cache (past and present share it)
     MatMulNBits(packed gate|up) -> Split -> x * sigmoid(x) * up   SwiGLU
     head on the last position only                               (the standard graph's logits for every position)
@@ -20,8 +20,9 @@ cannot take (not a power of two >= 16) keeps DequantizeLinear + MatMul. Unquanti
 builds, the head unless --quantize-lm-head) become FP32 MatMuls: what onnxruntime's constant
 folding makes of the standard graph's FP16 weights anyway.
 
-Families: the per-head KV cache ones (llama, qwen2, qwen3), weight-only builds. MLA, MoE and
-SmoothQuant W8A8 (activations quantized in the graph) keep the standard graph: `Unhostable` says why.
+Families: those with a per-head KV cache and a dense MLP (ArchSpec.attention "gqa", no MoE), per-head
+q / k norms included; weight-only builds. MLA, MoE and SmoothQuant W8A8 (activations quantized in
+the graph) keep the standard graph: `Unhostable` says why.
 """
 from __future__ import annotations
 
@@ -298,7 +299,7 @@ def write_host_graph(folder: Path, out: Path, max_length: int | None = None) -> 
             cache_in += past
             cache_out += present
             if src.has(f"{pre}.{i}.self_attn.q_norm.weight"):
-                # Qwen3: per-head RMSNorm of q and k before rotary. GroupQueryAttention's q/k norm
+                # per-head RMSNorm of q and k before rotary. GroupQueryAttention's q/k norm
                 # inputs run on CUDA and WebGPU only (onnxruntime 1.32), so: reshape, norm, reshape.
                 if q_k_v is None:
                     q_k_v = g.op("Split", [proj[0], g.const(f"l{i}.split_qkv", np.array([p.n for p in qkv]))], 3, axis=-1)
@@ -370,20 +371,22 @@ def host_graph(folder: Path, accuracy_level: int = 1, cache=None) -> Path:
     or written there now. model.onnx is checked against the manifest first. Raises Unhostable."""
     import tempfile
 
-    from ..cache import StageCache, cache_key
-    from ..deploy.releases import file_sha256, read_manifest
+    from ..cache import StageCache, cache_key, file_digest
     from ..errors import UsageError
 
     folder = Path(folder)
     if accuracy_level not in LEVELS:
         raise UsageError(f"accuracy level {accuracy_level} is not one of {LEVELS}", "pass --accuracy-level 0-4")
-    files = read_manifest(folder).get("files") or {}
+    try:
+        files = json.loads((folder / "manifest.json").read_text()).get("files") or {}
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{folder}/manifest.json cannot be read ({e})", "pass an artifact folder from dsedge build") from None
     graph = {n: r for n, r in files.items() if n == "model.onnx" or n.startswith("model.onnx.")}
     if "model.onnx" not in graph:
         raise UsageError(f"{folder}/manifest.json lists no model.onnx", "rebuild the artifact with dsedge build")
     for name, rec in sorted(graph.items()):
         p = folder / name
-        if not p.is_file() or p.stat().st_size != rec["bytes"] or file_sha256(p) != rec["sha256"]:
+        if file_digest(p) != {"sha256": rec.get("sha256"), "size": rec.get("bytes")}:
             raise UsageError(f"{p} does not match the sha256 in {folder}/manifest.json",
                              "rebuild the artifact (dsedge build), or fetch it again")
     if cache is None or not cache.enabled:   # the host graph lives only in the cache: derived, never shipped
