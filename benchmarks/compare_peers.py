@@ -45,7 +45,6 @@ def timed(cmd: list[str], log: Path) -> dict:
 
 def decode_child(side: str, model: str, level: int, prompt: int, tokens: int) -> None:
     """In a fresh process: prefill `prompt` tokens, then `tokens` greedy steps; print ms/token."""
-    import resource
 
     import numpy as np
 
@@ -73,8 +72,9 @@ def decode_child(side: str, model: str, level: int, prompt: int, tokens: int) ->
             t = time.perf_counter()
             gen.generate_next_token()
             steps.append(time.perf_counter() - t)
-    print(json.dumps({"ms_per_token": 1e3 * statistics.median(steps),
-                      "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+    # VmHWM, not ru_maxrss: the latter keeps the parent's high-water mark across fork + exec
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"ms_per_token": 1e3 * statistics.median(steps), "peak_gib": hwm / 2**20}))
 
 
 def one_thread(genai_dir: Path) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,8 @@ class _Linear:
         """Linears with one scheme can be packed into one MatMulNBits along N."""
         if self.bits is None:
             return None
-        return (self.bits, self.group, self.signed, self.zero is not None, self.perm is None, self.k)
+        perm = None if self.perm is None else self.perm.tobytes()    # one Gather in front: one permutation
+        return (self.bits, self.group, self.signed, self.zero is not None, perm, self.k)
 
     def nbits_parts(self, block: int):
         """-> (B (N, K/block, block*bits/8) uint8, scales (N * K/block,) fp32, zero points or None)."""
@@ -158,12 +160,27 @@ class _Linear:
         nb = self.k // block
         u = u.reshape(self.n, nb, block)
         b = (u[..., 0::2] | (u[..., 1::2] << 4)) if self.bits == 4 else u
-        s = self.scale.T if self.scale.ndim == 2 else np.repeat(self.scale[:, None], nb, axis=1)  # (N, nb)
-        s = np.ascontiguousarray(s, np.float32)
+        s = np.ascontiguousarray(_per_block(self.scale, nb), np.float32)
         if self.zero is None:
             return b, s.reshape(-1), None if off else np.zeros((self.n, nb), np.uint8)
-        z = (self.zero.T if self.zero.ndim == 2 else np.repeat(self.zero[:, None], nb, axis=1)).astype(np.int16) + off
-        return b, s.reshape(-1), z.astype(np.uint8)
+        return b, s.reshape(-1), (_per_block(self.zero, nb).astype(np.int16) + off).astype(np.uint8)
+
+    def dequantized(self) -> np.ndarray:
+        """(K, N) fp32: DequantizeLinear's arithmetic, (q - z) * s, once."""
+        q = self.codes.astype(np.float32)
+        if self.zero is not None:
+            q -= _per_row(self.zero, self.k)
+        return q * _per_row(self.scale, self.k)
+
+
+def _per_block(a: np.ndarray, nb: int) -> np.ndarray:
+    """A (K/g, N) blocked or (N,) per-channel scale / zero point -> (N, nb)."""
+    return a.T if a.ndim == 2 else np.repeat(a[:, None], nb, axis=1)
+
+
+def _per_row(a: np.ndarray, k: int) -> np.ndarray:
+    """The same -> broadcastable against (K, N) codes."""
+    return a.astype(np.float32) if a.ndim == 1 else np.repeat(a.astype(np.float32), k // a.shape[0], axis=0)
 
 
 def _pack_zero(z: np.ndarray, bits: int) -> np.ndarray:
@@ -179,9 +196,9 @@ class _Graph:
     def __init__(self, w: _Weights):
         self.w, self.nodes, self.n = w, [], 0
 
-    def op(self, op: str, inputs, n_out: int = 1, domain: str = "", **attrs):
+    def op(self, op: str, inputs, n_out: int = 1, domain: str = "", outs: list[str] | None = None, **attrs):
         self.n += 1
-        outs = [f"{op.lower()}_{self.n}_{i}" for i in range(n_out)]
+        outs = outs or [f"{op.lower()}_{self.n}_{i}" for i in range(n_out)]
         self.nodes.append(helper.make_node(op, list(inputs), outs, name=f"{op}_{self.n}", domain=domain, **attrs))
         return outs[0] if n_out == 1 else outs
 
@@ -207,15 +224,8 @@ class _Graph:
                        accuracy_level=0)
 
     def _dense(self, x, parts, name, bias):
-        cols = []
-        for p in parts:
-            if p.bits is None:
-                cols.append(np.ascontiguousarray(p.weight.T, np.float32))            # (K, N)
-            else:     # DequantizeLinear's arithmetic, once, here: (q - z) * s
-                q = p.codes.astype(np.float32) - (0 if p.zero is None else np.asarray(p.zero, np.float32)
-                                                  .repeat(p.k // p.zero.shape[0] if p.zero.ndim == 2 else 1, axis=0))
-                s = p.scale if p.scale.ndim == 1 else p.scale.repeat(p.k // p.scale.shape[0], axis=0)
-                cols.append(q * s)
+        cols = [np.ascontiguousarray(p.weight.T, np.float32) if p.bits is None else p.dequantized()
+                for p in parts]                                                     # (K, N) each
         w = cols[0] if len(cols) == 1 else np.concatenate(cols, axis=1)     # (K, N): one copy of a big head
         del cols
         y = self.op("MatMul", [x, self.const(f"{name}.weight", w)])
@@ -311,16 +321,13 @@ def write_host_graph(folder: Path, out: Path, max_length: int | None = None) -> 
             ins = ([proj[0], "", ""] if q_k_v is None else list(q_k_v)) + past + ["seqlens_k", "total_sequence_length",
                                                                                    cos, sin]
             attrs = {"num_heads": nh, "kv_num_heads": nkv, "do_rotary": 1, "scale": float(hd) ** -0.5}
-            g.n += 1
-            attn = f"gqa_{i}"
-            g.nodes.append(helper.make_node("GroupQueryAttention", ins, [attn, *present], name=f"GQA_{i}",
-                                            domain=MS, **attrs))
+            attn = g.op("GroupQueryAttention", ins, 3, domain=MS, outs=[f"gqa_{i}", *present], **attrs)[0]
             o = g.linear(attn, [_Linear(src, f"{blk}.self_attn.o_proj")], f"l{i}.o_proj")
             ln = g.const(f"l{i}.post_norm", f(f"{pre}.{i}.post_attention_layernorm.weight"))
             normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, ln], 4, domain=MS,
                                           epsilon=eps)
             gate, up = (_Linear(src, f"{blk}.mlp.{p}_proj") for p in ("gate", "up"))
-            if gate.scheme() is not None and gate.scheme() == up.scheme():
+            if len(_packs([gate, up])) == 1:
                 gu = g.linear(normed, [gate, up], f"l{i}.gate_up")
                 gv, uv = g.op("Split", [gu, g.const(f"l{i}.split_gu", np.array([gate.n, up.n]))], 2, axis=-1)
             else:
@@ -334,7 +341,7 @@ def write_host_graph(folder: Path, out: Path, max_length: int | None = None) -> 
         head = spec.head if (src.has(f"m.{spec.head}.weight") or src.has(f"m.{spec.head}.weight_quantized")) \
             else embed_name[2:].rsplit(".", 1)[0]                                      # tied: the embedding
         logits = g.linear(last, [_Linear(src, head)], "lm_head")
-        g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
+        g.op("Identity", [logits], outs=["logits"])
     finally:
         w.close()
     f32 = TensorProto.FLOAT
@@ -355,14 +362,7 @@ def write_host_graph(folder: Path, out: Path, max_length: int | None = None) -> 
         onnx.save_model(model, str(tmp))
         os.replace(tmp, out / host_file(level))
     return {"version": HOST_VERSION, "layers": n_layers, "kv_heads": nkv, "head_dim": hd, "max_length": length,
-            "vocab_size": int(config.vocab_size), "ops": _op_counts(g.nodes)}
-
-
-def _op_counts(nodes) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for n in nodes:
-        out[n.op_type] = out.get(n.op_type, 0) + 1
-    return out
+            "vocab_size": int(config.vocab_size), "ops": dict(Counter(n.op_type for n in g.nodes))}
 
 
 def host_graph(folder: Path, accuracy_level: int = 1, cache=None) -> Path:
@@ -396,7 +396,7 @@ def host_graph(folder: Path, accuracy_level: int = 1, cache=None) -> Path:
     if entry is None:
         cache.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache.root, prefix=".host-graph-") as tmp:
-            meta = write_host_graph(folder, Path(tmp))
+            meta = _write_in_child(folder, Path(tmp))
             cache.put("host-graph", key, [Path(tmp) / host_file(lv) for lv in LEVELS] + [Path(tmp) / HOST_DATA],
                       {"artifact": str(folder), **meta})
         entry = cache.get("host-graph", key)
@@ -404,3 +404,31 @@ def host_graph(folder: Path, accuracy_level: int = 1, cache=None) -> Path:
             raise UsageError(f"the host graph could not be stored in {cache.root}",
                              "free disk space there or set DSEDGE_CACHE_DIR to a writable folder")
     return entry / host_file(accuracy_level)
+
+
+def _write_in_child(folder: Path, out: Path) -> dict:
+    """write_host_graph in a process of its own: its model.onnx reading, transformers and torch
+    (the rotary tables) stay out of the caller, whose peak RSS `dsedge bench` reports."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dsedge.export.host", str(folder), str(out)],
+                       capture_output=True, text=True)
+    if r.returncode == _UNHOSTABLE:
+        raise Unhostable(r.stdout.strip().splitlines()[-1])
+    if r.returncode:
+        raise RuntimeError(f"writing the host graph of {folder} failed:\n{r.stderr[-3000:]}")
+    return json.loads((out / "meta.json").read_text())
+
+
+_UNHOSTABLE = 3
+
+if __name__ == "__main__":     # python -m dsedge.export.host ARTIFACT OUT (what _write_in_child runs)
+    import sys
+
+    try:
+        meta = write_host_graph(Path(sys.argv[1]), Path(sys.argv[2]))
+    except Unhostable as e:
+        print(e)
+        sys.exit(_UNHOSTABLE)
+    (Path(sys.argv[2]) / "meta.json").write_text(json.dumps(meta))

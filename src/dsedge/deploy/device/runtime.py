@@ -91,9 +91,9 @@ class HostGraphDecoder:
         if threads:
             so.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
-        self.cache_names = [i.name for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
-        first = self.session.get_inputs()[[i.name for i in self.session.get_inputs()].index(self.cache_names[0])]
-        self.kv_heads, self.head_dim = first.shape[1], first.shape[3]
+        cache = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        self.cache_names = [i.name for i in cache]
+        self.kv_heads, self.head_dim = cache[0].shape[1], cache[0].shape[3]
         self.vocab = self.session.get_outputs()[0].shape[2]
         self.max_length = max_length
         self.capacity, self.length = 0, 0
