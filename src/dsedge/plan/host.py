@@ -110,10 +110,16 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
     first = [k for k in sizes if k.startswith(prefix) and _layer(k, prefix) < TRUNCATED_LAYERS]
     # the truncated check's model: its real first layers (MoE: not the average layer)
     t_params = sum(sizes[k] for k in outside + first)
-    # the largest tensor: its checkpoint pages (BF16), FP32 copy, int8 codes and the dequantized
-    # copy its error is measured against (the quantizer's temporaries are per row block:
-    # quantize/primitives.py ROW_BLOCK_BYTES); measured 4.19 GiB on a 235 M-value MLP weight
-    stream = BASE_BYTES + largest * (2 + 4 + 1 + 4) + GiB
+    t_outside = sum(sizes[k] for k in outside)
+    # A quantized tensor in flight: its checkpoint pages (BF16), FP32 copy, int8 codes and the
+    # dequantized copy its error is measured against (the quantizer's temporaries are per row block:
+    # quantize/primitives.py ROW_BLOCK_BYTES); measured 4.19 GiB on a 235 M-value MLP weight. A float
+    # one (embedding, FP16 head, every tensor of an FP16 build): its pages and the FP16 initializer.
+    bits = getattr(quant, "bits", 4)
+    floats = [k for k in sizes if bits == 16 or not k.startswith(prefix) or len(ckpt.index[k].shape) < 2]
+    largest_float = max((sizes[k] for k in floats), default=0)
+    largest_quant = max((v for k, v in sizes.items() if k not in set(floats)), default=0)
+    stream = BASE_BYTES + max(largest_quant * (2 + 4 + 1 + 4), largest_float * (2 + 2)) + GiB
     # the accuracy check holds one batch of logits per model (reference, PyTorch, ONNX, and
     # onnxruntime's output buffer), sized by the vocabulary (check/accuracy.py eval_batch)
     from ..check.accuracy import eval_batch
@@ -127,20 +133,28 @@ def plan_host(ckpt, onnx_bytes_per_param: float | None = None, available: int | 
     experts = sum(v for k, v in sizes.items() if moe is not None and f".{moe.experts}." in k)
     full = (BASE_BYTES + params * (4 + 4) + int(params * onnx_bytes_per_param * 1.5) + largest * 16 + logits
             + int(experts * MOE_CHECK_BYTES_PER_PARAM))
-    # PyTorch (FP32 truncated model) and onnxruntime (FP16 graph, ~3 B/param measured on a 7B)
-    # run one after the other: the models are freed in between
+    # The truncated check exports its graph first, then runs PyTorch, then frees it before
+    # onnxruntime loads the graph: the three never overlap.
     # routed experts in those layers: measured on DeepSeek-V2-Lite cut to 2 layers (all 64 experts),
     # the truncated check peaked at 10.5 GiB, 2.3 GiB over the dense terms below for its 553 M
     # expert parameters (transformers' fused 3-D experts next to the per-expert ONNX branches)
     experts_t = sum(sizes[k] for k in first if moe is not None and f".{moe.experts}." in k)
-    # Loading that model (transformers, from memory-mapped safetensors) holds it in FP32 next to
-    # the checkpoint's pages it read, resident until the load returns: measured on
-    # R1-Distill-Llama-70B cut to 2 layers (1.84 B parameters), 11.07 GiB at the load against
-    # 1 + 1.84 B x (4 + 2) B. The check graph's export then runs beside the FP32 model.
-    t_stored = sum(sizes[k] * DTYPE_BYTES.get(ckpt.index[k].dtype, 2) for k in outside + first)
-    window = stream - BASE_BYTES
-    truncated = (BASE_BYTES + max(t_params * 4 + t_stored, t_params * 4 + window, t_params * 3)
-                 + int(experts_t * MOE_TRUNCATED_BYTES_PER_PARAM))
+    if moe is None:
+        # load/lean.py: the layers in FP32, embedding and head in FP16, one tensor read at a time
+        # (at worst the head's pages beside the rest of the model). onnxruntime holds the graph (its layers at
+        # onnx_bytes_per_param) and folds the FP16 head into an FP32 copy: ~4 B per value of the
+        # embedding and head together. Measured on R1-Distill-Qwen-1.5B's shape (28 layers, INT4):
+        # 2.87 GiB peak against 2.82 predicted.
+        torch_side = (t_params - t_outside) * 4 + t_outside * 2 + largest_float * 2
+        ort_side = t_outside * 4 + int((t_params - t_outside) * onnx_bytes_per_param * 1.5)
+        truncated = BASE_BYTES + max(torch_side, ort_side)
+    else:
+        # transformers' from_pretrained holds the model in FP32 next to the checkpoint's pages it
+        # read, resident until the load returns: measured on R1-Distill-Llama-70B cut to 2 layers
+        # (1.84 B parameters), 11.07 GiB at the load against 1 + 1.84 B x (4 + 2) B.
+        t_stored = sum(sizes[k] * DTYPE_BYTES.get(ckpt.index[k].dtype, 2) for k in outside + first)
+        truncated = (BASE_BYTES + max(t_params * 4 + t_stored, t_params * 3, stream - BASE_BYTES)
+                     + int(experts_t * MOE_TRUNCATED_BYTES_PER_PARAM))
     avail = available_memory_bytes() if available is None else available
     scope = "full" if full <= budget_fraction * avail else "truncated"
     calibrated = quant is not None and getattr(quant, "needs_model", False)

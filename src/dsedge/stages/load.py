@@ -49,8 +49,11 @@ def finite(key: str, t: torch.Tensor) -> torch.Tensor:
 
 def fp16_weights(ckpt: Checkpoint):
     """state-dict key -> the tensor memory-mapped, rounded to FP16 (the reference precision)
-    whatever the checkpoint's dtype, as FP32."""
-    return lambda key: finite(key, ckpt.tensor(key)).to(torch.float16).float()
+    whatever the checkpoint's dtype, in FP16 storage: its users compute in FP32 (.float() where
+    they need it, quantize/rtn.py; per row block, sqnr_db_blocked), and the exporter writes FP16
+    initializers from it without an FP32 copy of the whole tensor (4 B per value more on the
+    151,936-row embeddings of the Qwen distills)."""
+    return lambda key: finite(key, ckpt.tensor(key)).to(torch.float16)
 
 
 def load_stage(o: BuildOptions) -> Loaded:

@@ -71,9 +71,11 @@ def round_scales_to_fp16(qres: QuantResult) -> None:
 
 
 def round_to_fp16(model):
+    """FP32 parameters rounded to FP16 values, in place (FP16-stored ones already are)."""
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(p.half().float())
+            if p.dtype == torch.float32:
+                p.copy_(p.half().float())
     return model
 
 

@@ -13,6 +13,7 @@ import torch
 from ..check.fidelity import Fidelity, compare_with, torch_reference
 from ..check.session import OnnxDecoder
 from ..export import TOLERANCE, export_onnx
+from ..load.lean import lean_model
 from ..quantize import apply_act_fake_quant, apply_fake_quant, apply_tensors
 from ..check.greedy import greedy_agreement, torch_greedy
 from .quantize import round_to_fp16
@@ -35,21 +36,23 @@ def validate_stage(job, q, exp, act_dtype: torch.dtype, scratch: Path, cache, ge
     """job: Loaded; q: Quantized; exp: the export's ExportResult."""
     ckpt, plan, qres = job.ckpt, job.plan, q.result
     full = plan.scope == "full"
-    # FP16 reference weights, run in FP32; the whole model, or its first layers + head
     layers = None if full else plan.check_layers
-    ref_model = round_to_fp16(ckpt.load_model(torch.float32, layers=layers))
     # INT8 activations (W8A8) in an FP16 graph flip codes at rounding boundaries against the
     # FP32 PyTorch reference: such graphs are checked through an FP32 variant (same weights
     # and scales), and the report says so.
     check_dtype = torch.float32 if qres.act_scales else act_dtype
     if full and check_dtype == act_dtype:
         checked_onnx = exp.path
-    else:  # the same weights (first layers only when truncated), exported the same way
-        checked_onnx = export_onnx(ref_model.config, q.weights_of, q.qweights, qres.spec, scratch / "check.onnx",
+    else:  # the same weights (first layers only when truncated), exported the same way, before
+        # the PyTorch model is loaded: the export's one tensor in flight never sits beside it
+        config = ckpt.config if full else ckpt.truncated_config(layers)
+        checked_onnx = export_onnx(config, q.weights_of, q.qweights, qres.spec, scratch / "check.onnx",
                                    check_dtype, act_scales=qres.act_scales, cache=cache).path
+    # FP16 reference weights, run in FP32; the whole model, or its first layers + head
+    ref_model = _reference(ckpt, job.source.tensor, layers)
     q_model = copy.deepcopy(ref_model) if full and job.ref_ckpt is None else ref_model
     if job.ref_ckpt is not None:  # the original the imported checkpoint was quantized from
-        ref_model = round_to_fp16(job.ref_ckpt.load_model(torch.float32, layers=layers))
+        ref_model = _reference(job.ref_ckpt, job.ref_weights, layers)
     modules = {name for name, _ in ref_model.named_modules()}
     apply_tensors(q_model, qres.tensors)
     apply_fake_quant(q_model, q.qweights, only=modules)
@@ -67,3 +70,13 @@ def validate_stage(job, q, exp, act_dtype: torch.dtype, scratch: Path, cache, ge
     fidelity = compare_with(decoder, *steps, atol, rtol)
     gen = greedy_agreement(decoder, prompts, *torch_gen, atol + rtol * fidelity.max_abs_logit)
     return Validated(fidelity, gen, check_dtype != act_dtype, decoder, ref_model, q_model)
+
+
+def _reference(ckpt, fp16_tensor, layers: int | None):
+    """The FP16-rounded model in FP32: whole, or its first `layers` layers with the embedding and
+    head in FP16 storage (load/lean.py) where the checkpoint's layout allows."""
+    if layers is not None:
+        model = lean_model(ckpt, layers, fp16_tensor)
+        if model is not None:
+            return model
+    return round_to_fp16(ckpt.load_model(torch.float32, layers=layers))
