@@ -115,7 +115,7 @@ def test_row_blocks_give_the_same_result_as_one_block(monkeypatch, sym):
     packed = P.pack_int4(whole.codes)
     deq = whole.dequantize()
     monkeypatch.setattr(P, "ROW_BLOCK_BYTES", 3 * 256 * 4)
-    assert len(P._row_blocks(50, 256)) == 17
+    assert len(P.row_blocks(50, 256)) == 17
     blocked = quantize_weight(w, 4, 64, sym)
     assert torch.equal(blocked.codes, whole.codes) and torch.equal(blocked.scale, whole.scale)
     assert (blocked.zero_point is None) == sym

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from .primitives import sqnr_db_blocked
+from .primitives import quant_sqnr_db
 
 
 class LayerErrors(Mapping):
@@ -26,7 +26,7 @@ class LayerErrors(Mapping):
         qw = self.weights[name]
         if name not in self._rows and self._float is not None:
             w = self._float(f"{name}.weight")                             # (N, K) float
-            db = sqnr_db_blocked(w, qw.dequantize(torch.float32))
+            db = quant_sqnr_db(w, qw.codes, qw.group_size, qw.scale, qw.zero_point, qw.perm)
             self._rows[name] = {"name": name, "sqnr_db": None if math.isinf(db) else round(db, 3),
                                 "bits": qw.bits, "group_size": qw.group_size, "shape": list(qw.shape)}
         return qw
