@@ -56,10 +56,24 @@ def _optimize(model) -> None:
     onnxscript.optimizer.optimize(model)
 
 
+# The last optimized traces of this process, serialized (data-less: a few MB): a build's check
+# graph of its first 2 layers is the same structure as the main export's 2 traced layers, and
+# `dsedge compare` builds one shape several times; --no-cache (the disk cache off) still pays once.
+_TRACED: dict[str, bytes] = {}
+
+
 def _traced(config, dtype, opset, cache):
     """The optimized trace of `config`, its parameters as graph inputs (data-less)."""
+    import json
+
+    import onnx
     import onnx_ir as ir
 
+    memo = json.dumps([config.to_dict(), str(dtype), opset, arch_for(config).export_form], sort_keys=True,
+                      default=str)
+    if memo in _TRACED:
+        model = ir.serde.deserialize_model(onnx.ModelProto.FromString(_TRACED[memo]))
+        return model, DecoderContract.from_config(config)
     model, contract = trace_decoder(config, dtype, opset, cache)
     buffers = buffers_of(config)
     for name, v in model.graph.initializers.items():  # the trace's meta tensors carry no data
@@ -67,6 +81,8 @@ def _traced(config, dtype, opset, cache):
         v.const_value = None if key not in buffers else ir.Tensor(
             buffers[key].to(torch.float16 if v.dtype == ir.DataType.FLOAT16 else torch.float32).numpy(), name=name)
     _optimize(model)
+    _TRACED.clear()                                   # keep one: a shape's builds run one after another
+    _TRACED[memo] = ir.serde.serialize_model(model).SerializeToString()
     return model, contract
 
 

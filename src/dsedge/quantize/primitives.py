@@ -85,7 +85,7 @@ def quantize_affine(w: torch.Tensor, group_size: int, scale: torch.Tensor, zero:
     codes = torch.empty(n, k, dtype=torch.int8)
     for a, b in row_blocks(n, k):
         wg, _ = _groups(w[a:b].float(), group_size)                      # (n, G, g)
-        q = torch.round(wg / scale[a:b].unsqueeze(-1))
+        q = torch.div(wg, scale[a:b].unsqueeze(-1)).round_()            # in place: one temporary
         if zero is not None:
             q += zero[a:b].unsqueeze(-1).float()
         codes[a:b] = q.clamp_(qmin, qmax).reshape(b - a, k)
