@@ -11,12 +11,13 @@ from typing import Callable
 
 import torch
 
-from ..errors import DsedgeError
-from .contract import TOLERANCE, DecoderContract
 from ..archs import arch_for, truncated_config
+from ..errors import DsedgeError
+from ..load.lean import buffers_of
+from .contract import TOLERANCE, DecoderContract
 from .assemble import Uncuttable, assemble, depth_plan
 from .trace import PARAM_PREFIX, trace_decoder
-from .weights import buffers_of, fill_weights
+from .weights import fill_weights
 
 OPSET = 21                      # DequantizeLinear block_size and INT4 need opset 21
 # Weights go to `<name>.data` over 256 MiB, well under protobuf's 2 GB limit: saved as one protobuf,

@@ -203,18 +203,3 @@ def _act_dtype(graph: ir.Graph) -> ir.DataType:
         if v.name.startswith("past_key_values."):
             return v.dtype
     return ir.DataType.FLOAT
-
-
-def buffers_of(config) -> dict[str, torch.Tensor]:
-    """Non-persistent buffers the checkpoint does not store (rotary inv_freq), computed on CPU
-    by the module that owns them, without building the whole model."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        meta = AutoModelForCausalLM.from_config(config)
-    out = {}
-    for name, _ in meta.named_buffers():
-        owner, attr = name.rsplit(".", 1)
-        cpu = type(meta.get_submodule(owner))(config=config)
-        out[name] = dict(cpu.named_buffers())[attr]
-    return out

@@ -40,13 +40,26 @@ def _to_fp32(module, args, out):
     return out.float()
 
 
+def buffers_of(config) -> dict[str, torch.Tensor]:
+    """Non-persistent buffers the checkpoint does not store (rotary inv_freq), computed on CPU
+    by the module that owns them, without building the whole model."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(config)
+    out = {}
+    for name, _ in meta.named_buffers():
+        owner, attr = name.rsplit(".", 1)
+        cpu = type(meta.get_submodule(owner))(config=config)
+        out[name] = dict(cpu.named_buffers())[attr]
+    return out
+
+
 def lean_model(ckpt, layers: int, fp16_tensor: Callable[[str], torch.Tensor]):
     """The first `layers` decoder layers + embedding, norm and head of `ckpt` (eval mode), or None
     where its parameters are not stored one tensor each. fp16_tensor(key): the checkpoint's
     tensor rounded to FP16 (dsedge.stages.load.fp16_weights: NaN / Inf checked)."""
     from transformers import AutoModelForCausalLM
-
-    from ..export.weights import buffers_of
 
     config = ckpt.truncated_config(layers)
     with torch.device("meta"):
