@@ -9,6 +9,7 @@ from .errors import UsageError
 DTYPES = ("float16", "float32")
 CHECK_SCOPES = ("auto", "full", "truncated", "quick")
 QUICK_WINDOWS, QUICK_TASK = 4, 20     # --check quick: the eval's first windows and task examples only
+SELF_EVAL = "self"                    # --eval self: windows the FP16 model generates (calib/generate.py)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class BuildOptions:
     build_engine: bool = True
     chat_template: bool | None = None       # calibration and eval text through the tokenizer's chat template
     jetpack: str | None = None              # Jetson targets: one of the target's JetPack releases (--jetpack)
+
+    @property
+    def eval_self(self) -> bool:
+        return self.eval_path is not None and str(self.eval_path) == SELF_EVAL
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

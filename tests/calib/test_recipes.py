@@ -163,7 +163,7 @@ def test_unreachable_hub_is_an_offline_error(tok, monkeypatch):
     ("source: reference\nsamples: '8'\n", r"bad\.yaml: samples: input should be a valid integer"),
     ("source: {file: x.jsonl, feild: text}\n", r"bad\.yaml: source\.feild: unknown key"),
     ("source: {dataset: a/b, split: train, colum: text}\n", r"bad\.yaml: source\.colum: unknown key"),
-    ("chat_template: maybe\n", r"bad\.yaml: chat_template: input should be a valid boolean"),
+    ("chat_template: maybe\n", r"bad\.yaml: chat_template: input should be on, off or auto"),
     ("- a\n- b\n", r"bad\.yaml does not hold a mapping"),
     ("source: [unclosed\n", r"bad\.yaml is not valid YAML"),
 ])

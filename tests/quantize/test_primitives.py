@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from dsedge.quantize.primitives import (choose_qparams, dequantize_affine, pack_int4, qrange, quantize_affine,
-                                        sqnr_db)
+from dsedge.quantize.primitives import pack_int4, qrange, quant_sqnr_db, sqnr_db
 from dsedge.quantize.qweight import QuantizedWeight
 from dsedge.quantize.rtn import quantize_weight
 
@@ -44,10 +43,23 @@ def test_round_trip_sqnr_and_range(w, bits, group, sym):
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_error_bounded_by_half_step(w, bits):
-    scale, zero = choose_qparams(w, bits, 128, True)
-    codes = quantize_affine(w, 128, scale, zero, *qrange(bits))
-    err = (dequantize_affine(codes, 128, scale, zero) - w).abs().reshape(64, 4, 128)
-    assert (err <= scale.unsqueeze(-1) / 2 + 1e-6).all()
+    qw = quantize_weight(w, bits, 128, True)
+    err = (qw.dequantize() - w).abs().reshape(64, 4, 128)
+    assert (err <= qw.scale.unsqueeze(-1) / 2 + 1e-6).all()
+
+
+@pytest.mark.parametrize("bits,group,sym", [(4, 128, True), (4, 64, False), (8, -1, True)])
+def test_sqnr_measured_in_passing_equals_the_dequantized_figure(monkeypatch, w, bits, group, sym):
+    """RTN's in-pass SQNR (what LayerErrors reports for it) is the FP64 figure of its dequantized
+    weight, and what quant_sqnr_db (every other method's path) computes, over several row blocks."""
+    from dsedge.quantize import primitives as P
+
+    monkeypatch.setattr(P, "ROW_BLOCK_BYTES", 5 * 512 * 4)              # 13 blocks of 5 rows
+    qw = quantize_weight(w * 0.02, bits, group, sym)
+    exact = sqnr_db(w * 0.02, qw.dequantize())
+    assert qw.sqnr_db == pytest.approx(exact, abs=1e-4)
+    assert quant_sqnr_db(w * 0.02, qw.codes, group, qw.scale, qw.zero_point) == pytest.approx(exact, abs=1e-4)
+    assert quantize_weight(torch.zeros(4, 128), bits, 128, sym).sqnr_db == float("inf")
 
 
 def test_asymmetric_beats_symmetric_on_shifted_weights():

@@ -6,24 +6,27 @@ the CalibData every calibrated quantizer reads.
     calib = resolve_calibration("domain.jsonl", tokenizer, samples=64)  # a plain file, defaults apply
     calib = resolve_calibration(None, tokenizer)                    # calibration/reference.yaml
 
-A recipe names a source (`reference`, a .txt / .jsonl path, `{file: F, field: K}` or
-`{dataset: D, split: S, field: K}` on the Hugging Face Hub), `samples`, `seq_len`, `seed` and
-`chat_template` (on: each record is rendered with tokenizer.apply_chat_template). The text is
+A recipe names a source (`reference`, a .txt / .jsonl path, `{file: F, field: K}`,
+`{dataset: D, split: S, field: K}` on the Hugging Face Hub, or `{generate: {prompts: [...]}}`:
+text the FP16 model samples itself, calib/generate.py, the `self` recipe), `samples`, `seq_len`,
+`seed` and `chat_template` (on: each record is rendered with tokenizer.apply_chat_template; auto:
+where the tokenizer has one). The text is
 tokenized line by line as the eval text is (check.accuracy), and `samples` non-overlapping
 windows of `seq_len` tokens are drawn from it with the seed.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Union
+from typing import Annotated, Callable, Literal, Union
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from ..errors import UsageError
 from ..safe_yaml import load_yaml
 from . import CalibData
+from .generate import GenerateSpec, generate_stream
 from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
 
 DEFAULT_RECIPE = "reference"
@@ -48,14 +51,29 @@ class HubSource(_Strict):
     data_files: str | None = None
 
 
+class Generate(_Strict):
+    prompts: list[str] = Field(min_length=1)
+    new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.6, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    batch: int = Field(8, gt=0)
+    max_records: int = Field(512, gt=0)
+
+
+class GenerateSource(_Strict):
+    generate: Generate           # sampled from the FP16 model being quantized (calib/generate.py)
+
+
 def _source_kind(v) -> str:
+    """The union's tag, of a YAML mapping when validating and of a model when serializing."""
     if isinstance(v, dict):
-        return "hub" if "dataset" in v else "file"
-    return "path" if isinstance(v, str) else "file"
+        return "hub" if "dataset" in v else "generate" if "generate" in v else "file"
+    return {HubSource: "hub", GenerateSource: "generate"}.get(type(v), "path" if isinstance(v, str) else "file")
 
 
 Source = Annotated[Union[Annotated[str, Tag("path")], Annotated[FileSource, Tag("file")],
-                         Annotated[HubSource, Tag("hub")]], Discriminator(_source_kind)]
+                         Annotated[HubSource, Tag("hub")], Annotated[GenerateSource, Tag("generate")]],
+                   Discriminator(_source_kind)]
 
 
 class Recipe(_Strict):
@@ -64,7 +82,14 @@ class Recipe(_Strict):
     samples: int = Field(128, gt=0)          # defaults for a plain file: AWQ's 128 x 512
     seq_len: int = Field(512, gt=1)
     seed: int = 0
-    chat_template: bool = False
+    chat_template: Union[bool, Literal["auto"]] = False     # auto: where the tokenizer has one
+
+    @field_validator("chat_template", mode="plain")     # one message, not one per member of the union
+    @classmethod
+    def _on_off_auto(cls, v):
+        if isinstance(v, bool) or v == "auto":
+            return v
+        raise ValueError("input should be on, off or auto")
 
 
 def recipes_dirs(extra: Path | None = None) -> list[Path]:
@@ -101,10 +126,10 @@ def _validate(data: dict, overrides: dict, where: str) -> Recipe:
     except ValidationError as e:
         err = e.errors()[0]
         loc = [str(p) for p in err["loc"]]
-        if loc[:1] == ["source"] and len(loc) > 1 and loc[1] in ("path", "file", "hub"):
+        if loc[:1] == ["source"] and len(loc) > 1 and loc[1] in ("path", "file", "hub", "generate"):
             del loc[1]                                      # the union's tag, not a key of the file
         key = ".".join(loc)
-        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].lower()
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].lower().removeprefix("value error, ")
         origin = f"calibration option {key}={overrides[key]!r}" if key in overrides else f"{where}: {key}"
         raise UsageError(f"{origin}: {what}",
                          "see calibration/reference.yaml for the keys and their types") from None
@@ -130,9 +155,10 @@ def find_recipe(spec: str | Path | None, recipes_dir: Path | None = None) -> tup
 
 
 def resolve_calibration(spec: str | Path | None, tokenizer, recipes_dir: Path | None = None,
-                        **overrides) -> CalibData:
+                        model: Callable[[], object] | None = None, **overrides) -> CalibData:
     """Calibration samples for `spec` (recipe name, recipe .yaml, or a .txt / .jsonl file; None:
-    the reference recipe). overrides: samples, seq_len, seed, chat_template (None = keep)."""
+    the reference recipe). model(): the FP16 model, loaded only for a `generate` source (and
+    dropped before this returns). overrides: samples, seq_len, seed, chat_template (None = keep)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     recipe_file, name = find_recipe(spec, recipes_dir)
     if recipe_file is not None:
@@ -141,12 +167,15 @@ def resolve_calibration(spec: str | Path | None, tokenizer, recipes_dir: Path | 
     else:  # a plain data file: the schema's defaults apply
         recipe = _validate({"source": str(Path(spec).expanduser())}, overrides, "--calib")
         base = Path.cwd()
-    src = _read_source(recipe, base)
-    ids, records_used = _tokens(src, tokenizer, recipe)
+    if isinstance(recipe.source, GenerateSource):
+        src, ids, records_used = _generated(recipe, tokenizer, model, name)
+    else:
+        src = _read_source(recipe, base)
+        ids, records_used = _tokens(src, tokenizer, recipe)
     windows, note = cut_windows(ids, recipe.samples, recipe.seq_len, recipe.seed, src.label)
     resolved = {"name": name, "file": str(recipe_file) if recipe_file else None,
                 **recipe.model_dump(mode="json"), "tokens_available": len(ids),
-                "records_used": records_used, "records": len(src.records)}
+                "records_used": records_used, "records": len(src.records) or records_used}
     if not resolved["description"]:
         resolved.pop("description")
     max_len = getattr(tokenizer, "model_max_length", None)
@@ -157,6 +186,33 @@ def resolve_calibration(spec: str | Path | None, tokenizer, recipes_dir: Path | 
         resolved["note"] = note
     return CalibData(input_ids=torch.from_numpy(windows), source=src.label, sha256=src.sha256, recipe=resolved,
                      tokenizer=tokenizer)
+
+
+def _generated(recipe: Recipe, tokenizer, model, name: str) -> tuple[SourceText, list[int], int]:
+    if model is None:
+        raise UsageError(f"calibration recipe {name} generates its text with the model, and no model was given",
+                         "pass it through dsedge build (it loads the model), or another recipe")
+    stream = generate_stream(model(), tokenizer, _spec(recipe), recipe.samples * recipe.seq_len, recipe.seed,
+                             recipe.chat_template)
+    return SourceText([], stream.label, stream.sha256), stream.ids, stream.records
+
+
+def _spec(recipe: Recipe) -> GenerateSpec:
+    g = recipe.source.generate
+    return GenerateSpec(tuple(g.prompts), g.new_tokens, g.temperature, g.top_p, g.batch, g.max_records)
+
+
+SELF_RECIPE = "self"
+EVAL_SEED_OFFSET = 1     # `--eval self` samples with the recipe's seed + 1: other records than calibration's
+
+
+def self_eval_stream(tokenizer, model: Callable[[], object], tokens: int, chat_template: bool | None = None,
+                     recipes_dir: Path | None = None):
+    """`--eval self`: the `self` recipe's prompts and sampling, seed + EVAL_SEED_OFFSET, until
+    `tokens` tokens (calib.generate.Stream)."""
+    recipe = load_recipe(find_recipe(SELF_RECIPE, recipes_dir)[0])
+    return generate_stream(model(), tokenizer, _spec(recipe), tokens, recipe.seed + EVAL_SEED_OFFSET,
+                           recipe.chat_template if chat_template is None else chat_template)
 
 
 def _read_source(recipe: Recipe, base: Path) -> SourceText:
@@ -179,14 +235,16 @@ def _read_source(recipe: Recipe, base: Path) -> SourceText:
 
 def _tokens(src: SourceText, tokenizer, recipe: Recipe) -> tuple[list[int], int]:
     """Token stream of the records in order, stopping once READ_FACTOR x samples x seq_len are read."""
-    if recipe.chat_template and not getattr(tokenizer, "chat_template", None):
+    templated = recipe.chat_template is True or (recipe.chat_template == "auto" and
+                                                  bool(getattr(tokenizer, "chat_template", None)))
+    if recipe.chat_template is True and not getattr(tokenizer, "chat_template", None):
         raise UsageError("the calibration recipe sets chat_template: on, but this tokenizer has no chat template",
                          "set chat_template: off in the recipe (or --no-chat-template), or use a "
                          "checkpoint whose tokenizer_config.json defines chat_template")
     budget = READ_FACTOR * recipe.samples * recipe.seq_len
     ids: list[int] = []
     for n, rec in enumerate(src.records, 1):
-        if recipe.chat_template:
+        if templated:
             messages = rec if isinstance(rec, list) else [{"role": "user", "content": rec}]
             rec = tokenizer.apply_chat_template(messages, tokenize=False)
         elif isinstance(rec, list):

@@ -25,10 +25,13 @@ class EvalData:
     window: int
     separator: str = "newline"
     shortcut: str | None = None                      # why fewer windows than the default (--check quick)
+    scored: np.ndarray | None = None                 # (n, W) bool: the tokens scored (None: all; --eval self:
+                                                     # the model's continuations, not the prompts)
 
     def describe(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "windows": int(len(self.windows)),
                 "window_tokens": self.window, "line_separator": self.separator, "task_examples": len(self.task),
+                **({"scored_tokens": int(self.scored[:, 1:].sum())} if self.scored is not None else {}),
                 **({"shortcut": self.shortcut} if self.shortcut else {})}
 
 
@@ -49,15 +52,7 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
     if not text.strip():
         raise UsageError(f"eval file {text_path} is empty", "pass --eval with held-out text to measure perplexity on")
     ids = tokenize_lines(tokenizer, text, separator, budget=max_windows * window)
-    bos = _bos(tokenizer)
-    body = window - len(bos)
-    if len(ids) < body:
-        raise UsageError(f"eval file {text_path} has {len(ids)} tokens, fewer than one {window}-token window",
-                         f"use a longer text (at least {window} tokens)")
-    n = min(len(ids) // body, max_windows)
-    windows = np.asarray(ids[: n * body], dtype=np.int64).reshape(n, body)        # (n, W - len(bos))
-    if bos:
-        windows = np.concatenate([np.full((n, 1), bos[0], np.int64), windows], axis=1)  # (n, W)
+    windows = _windows(tokenizer, ids, window, max_windows, f"eval file {text_path}")
     h = hashlib.sha256(raw)
     task = []
     if task_path is not None and Path(task_path).is_file():
@@ -70,6 +65,29 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
                 a = tokenizer(" " + ex["answer"], add_special_tokens=False)["input_ids"]
                 task.append((p, a))
     return EvalData(windows, task, str(text_path), h.hexdigest(), window, separator)
+
+
+def _windows(tokenizer, ids: list, window: int, max_windows: int, what: str, dtype=np.int64, pad=None) -> np.ndarray:
+    """(n, window): BOS (when the tokenizer adds one; `pad` in its place for a mask) + window-1
+    tokens of the stream each."""
+    bos = _bos(tokenizer)
+    body = window - len(bos)
+    if len(ids) < body:
+        raise UsageError(f"{what} has {len(ids)} tokens, fewer than one {window}-token window",
+                         f"use a longer text (at least {window} tokens)")
+    n = min(len(ids) // body, max_windows)
+    windows = np.asarray(ids[: n * body], dtype=dtype).reshape(n, body)            # (n, W - len(bos))
+    if bos:
+        windows = np.concatenate([np.full((n, 1), bos[0] if pad is None else pad, dtype), windows], axis=1)  # (n, W)
+    return windows
+
+
+def eval_from_stream(tokenizer, stream, window: int = 128, max_windows: int = 32) -> EvalData:
+    """EvalData over a token stream the model generated (calib.generate.Stream: `--eval self`),
+    records separated by EOS, only the continuations' tokens scored; no task examples."""
+    ids = _windows(tokenizer, stream.ids, window, max_windows, stream.label)
+    scored = _windows(tokenizer, stream.scored, window, max_windows, stream.label, bool, False)
+    return EvalData(ids, [], stream.label, stream.sha256, window, "eos", scored=scored)
 
 
 SEPARATORS = ("newline", "eos", "chat")
@@ -220,10 +238,15 @@ def evaluate(models: dict[str, LogitsFn], data: EvalData, reference: str | None 
     for start in range(0, n, batch):
         ids = data.windows[start:start + batch]                           # (B, W)
         targets = ids[:, 1:].reshape(-1)                                  # (B*(W-1),)
+        keep = None if data.scored is None else data.scored[start:start + batch, 1:].reshape(-1)
         logits = {}
         for name in order:
             out = models[name](ids)[:, :-1]                               # (B, W-1, V) float32
             logits[name] = out.reshape(-1, out.shape[-1])                 # (B*(W-1), V)
+            if keep is not None:
+                logits[name] = logits[name][keep]                         # (scored, V)
+        if keep is not None:
+            targets = targets[keep]
         rows = max(1, CHUNK_BYTES // (8 * logits[order[0]].shape[-1]))
         for lo in range(0, len(targets), rows):
             tg, ref_lp = targets[lo:lo + rows], None

@@ -25,8 +25,10 @@ class LayerErrors(Mapping):
     def __getitem__(self, name: str):
         qw = self.weights[name]
         if name not in self._rows and self._float is not None:
-            w = self._float(f"{name}.weight")                             # (N, K) float
-            db = quant_sqnr_db(w, qw.codes, qw.group_size, qw.scale, qw.zero_point, qw.perm)
+            db = qw.sqnr_db
+            if db is None:
+                w = self._float(f"{name}.weight")                         # (N, K) float
+                db = quant_sqnr_db(w, qw.codes, qw.group_size, qw.scale, qw.zero_point, qw.perm)
             self._rows[name] = {"name": name, "sqnr_db": None if math.isinf(db) else round(db, 3),
                                 "bits": qw.bits, "group_size": qw.group_size, "shape": list(qw.shape)}
         return qw

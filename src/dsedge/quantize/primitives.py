@@ -41,25 +41,6 @@ def _groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, int]:
     return w.reshape(n, k // g, g), g  # (N, G, g)
 
 
-def choose_qparams(w: torch.Tensor, bits: int, group_size: int, symmetric: bool,
-                   scale_dtype: torch.dtype = torch.float16) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Min-max (round-to-nearest) scale and zero point per group.
-
-    The scale is rounded to `scale_dtype` (what the artifact stores) before codes are computed,
-    so that PyTorch fake-quantization and the exported graph dequantize to identical values.
-    """
-    n, k = w.shape
-    g = _groups(w[:0], group_size)[1]                                    # raises if g does not divide K
-    scale = torch.empty(n, k // g)                                       # (N, G)
-    zero = None if symmetric else torch.empty(n, k // g, dtype=torch.int8)
-    for a, b in row_blocks(n, k):
-        s, z = _choose_block(w[a:b], bits, group_size, symmetric, scale_dtype)
-        scale[a:b] = s
-        if zero is not None:
-            zero[a:b] = z
-    return scale, zero
-
-
 def _choose_block(w, bits, group_size, symmetric, scale_dtype):
     wg, _ = _groups(w.float(), group_size)                               # (n, G, g)
     qmin, qmax = qrange(bits, symmetric)
@@ -78,18 +59,30 @@ def _choose_block(w, bits, group_size, symmetric, scale_dtype):
     return scale, zero
 
 
-def quantize_affine(w: torch.Tensor, group_size: int, scale: torch.Tensor, zero: torch.Tensor | None,
-                    qmin: int, qmax: int) -> torch.Tensor:
-    """Round w to integer codes, (N, K) float -> (N, K) int8 (values in [qmin, qmax])."""
-    n, k = w.shape
-    codes = torch.empty(n, k, dtype=torch.int8)
-    for a, b in row_blocks(n, k):
-        wg, _ = _groups(w[a:b].float(), group_size)                      # (n, G, g)
-        q = torch.div(wg, scale[a:b].unsqueeze(-1)).round_()            # in place: one temporary
-        if zero is not None:
-            q += zero[a:b].unsqueeze(-1).float()
-        codes[a:b] = q.clamp_(qmin, qmax).reshape(b - a, k)
-    return codes
+def rtn_block(w: torch.Tensor, bits: int, group_size: int, symmetric: bool):
+    """Round-to-nearest of one row block in a single FP32 pass: (n, K) float ->
+    (scale (n, G), zero (n, G) | None, codes (n, K) int8, sum(w^2), sum((w_hat - w)^2)).
+    The error is taken from the codes' float temporary before it is dropped, so the per-layer
+    SQNR costs no second read of the float weight (quant_sqnr_db does that for other methods)."""
+    wb = w.float()
+    n, k = wb.shape
+    scale, zero = _choose_block(wb, bits, group_size, symmetric, torch.float16)     # (n, G)
+    wg, _ = _groups(wb, group_size)                                      # (n, G, g)
+    q = torch.div(wg, scale.unsqueeze(-1)).round_()
+    if zero is not None:
+        q += zero.unsqueeze(-1).float()
+    codes = q.clamp_(*qrange(bits, symmetric)).to(torch.int8).reshape(n, k)
+    if zero is not None:
+        q -= zero.unsqueeze(-1).float()
+    err = q.mul_(scale.unsqueeze(-1)).sub_(wg).view(-1)                  # w_hat - w, in place
+    return scale, zero, codes, _sum_squares(wb.reshape(-1)), _sum_squares(err)
+
+
+def db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise): inf for an exact copy, -inf for a zero signal with noise."""
+    if noise == 0:
+        return float("inf")
+    return float(10 * math.log10(signal / noise)) if signal > 0 else float("-inf")
 
 
 def dequantize_affine(codes: torch.Tensor, group_size: int, scale: torch.Tensor,
@@ -152,19 +145,4 @@ def quant_sqnr_db(ref: torch.Tensor, codes: torch.Tensor, group_size: int, scale
         d = cg.mul_(scale[a:b].float().unsqueeze(-1)).view(b - a, k).sub_(r).view(-1)   # dequantized - ref
         signal += _sum_squares(r.reshape(-1))
         noise += _sum_squares(d)
-    if noise == 0:
-        return float("inf")
-    return float(10 * math.log10(signal / noise)) if signal > 0 else float("-inf")
-
-
-def sqnr_db_blocked(ref: torch.Tensor, approx: torch.Tensor, rows: int = 1024) -> float:
-    """sqnr_db of two (N, K) tensors, summed over blocks of `rows` rows so that the float64
-    copies stay small (a 14B checkpoint's MLP weight is 70 M values: 0.56 GB per float64 copy)."""
-    signal = noise = 0.0
-    for i in range(0, ref.shape[0], rows):
-        r = ref[i:i + rows].double()                                     # (rows, K)
-        signal += float(r.pow(2).sum())
-        noise += float((r - approx[i:i + rows].double()).pow(2).sum())
-    if noise == 0:
-        return float("inf")
-    return float(10 * torch.log10(torch.tensor(signal / noise, dtype=torch.float64)))
+    return db(signal, noise)

@@ -17,6 +17,7 @@ class QuantizedWeight:
     bits: int                         # 4 or 8
     group_size: int                   # -1: per output channel
     perm: torch.Tensor | None = None  # (K,) int64: codes column j is input channel perm[j] (GPTQ act-order)
+    sqnr_db: float | None = None      # against the float weight it was made from, where the method measured it in passing (RTN)
 
     @property
     def shape(self) -> tuple[int, int]:

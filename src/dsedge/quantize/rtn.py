@@ -5,27 +5,30 @@ import torch
 
 from .configs import Int4WeightOnlyConfig, Int8WeightOnlyConfig, WeightOnlyConfig
 from .lazy import LazyWeights
-from .primitives import choose_qparams, qrange, quantize_affine, row_blocks
+from .primitives import db, row_blocks, rtn_block
 from .qweight import QuantizedWeight
 from .registry import register_handler
 
 
 def quantize_weight(w: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> QuantizedWeight:
-    """(N, K) float weight (any float dtype) -> canonical QuantizedWeight with min-max scales.
-    One pass per row block: each block is cast to FP32 once, its scales and codes made from it."""
+    """(N, K) float weight (any float dtype) -> canonical QuantizedWeight with min-max scales and
+    its SQNR against w, one FP32 pass per row block (primitives.rtn_block)."""
     n, k = w.shape
-    g = k if group_size == -1 else group_size                            # choose_qparams checks it divides K
+    g = k if group_size == -1 else group_size
+    if k % g:
+        raise ValueError(f"group size {g} does not divide in_features {k}")
     scale = torch.empty(n, k // g)                                       # (N, G)
     zero = None if symmetric else torch.empty(n, k // g, dtype=torch.int8)
     codes = torch.empty(n, k, dtype=torch.int8)                          # (N, K)
+    signal = noise = 0.0
     for a, b in row_blocks(n, k):
-        wb = w[a:b].float()
-        s, z = choose_qparams(wb, bits, group_size, symmetric)
-        codes[a:b] = quantize_affine(wb, group_size, s, z, *qrange(bits, symmetric))
-        scale[a:b] = s
+        s, z, c, sig, err = rtn_block(w[a:b], bits, group_size, symmetric)
+        scale[a:b], codes[a:b] = s, c
         if zero is not None:
             zero[a:b] = z
-    return QuantizedWeight(codes=codes, scale=scale, zero_point=zero, bits=bits, group_size=group_size)
+        signal, noise = signal + sig, noise + err
+    return QuantizedWeight(codes=codes, scale=scale, zero_point=zero, bits=bits, group_size=group_size,
+                           sqnr_db=db(signal, noise))
 
 
 @register_handler(Int4WeightOnlyConfig, Int8WeightOnlyConfig)

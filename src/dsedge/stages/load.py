@@ -10,7 +10,7 @@ import torch
 
 from .. import reference
 from ..artifact import Artifact
-from ..check.accuracy import EvalData, load_eval
+from ..check.accuracy import EvalData, eval_from_stream, load_eval
 from ..errors import CheckpointError, HostMemoryError, UsageError
 from ..options import QUICK_TASK, QUICK_WINDOWS, BuildOptions
 from ..plan.host import TRUNCATED_LAYERS, HostPlan, plan_host
@@ -52,7 +52,7 @@ def finite(key: str, t: torch.Tensor) -> torch.Tensor:
 def fp16_weights(ckpt: Checkpoint):
     """state-dict key -> the tensor memory-mapped, rounded to FP16 (the reference precision)
     whatever the checkpoint's dtype, in FP16 storage: its users compute in FP32 (.float() where
-    they need it, quantize/rtn.py; per row block, sqnr_db_blocked), and the exporter writes FP16
+    they need it, quantize/rtn.py, per row block), and the exporter writes FP16
     initializers from it without an FP32 copy of the whole tensor (4 B per value more on the
     151,936-row embeddings of the Qwen distills). Checked after rounding: an FP32 value beyond
     FP16's range is an Inf in the graph."""
@@ -74,7 +74,7 @@ def load_stage(o: BuildOptions) -> Loaded:
         raise UsageError("--reference is for imported (already quantized) checkpoints",
                          "drop --reference: dsedge quantizes --model itself and compares with it")
     tgt = apply_budget_overrides(find_target(o.target, o.targets_dir, o.jetpack), o.budgets)
-    inputs = [ckpt.path, ref_ckpt.path if ref_ckpt else None, o.eval_path,
+    inputs = [ckpt.path, ref_ckpt.path if ref_ckpt else None, None if o.eval_self else o.eval_path,
               o.calib_spec if o.calib_spec is not None and Path(o.calib_spec).exists() else None]
     out = Artifact(Path(o.output) if o.output else default_output(ckpt.name, quant, tgt.name), o.overwrite,
                    protected=tuple(Path(p) for p in inputs if p is not None))
@@ -90,19 +90,33 @@ def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -
     ckpt.validate()
     plan = _host_plan(ckpt, o, quant)
     tokenizer = ckpt.tokenizer()
-    if o.eval_path is None:  # the reference corpus: one sentence per line, trained with </s> between
-        eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
-    else:
-        eval_file, task_file, sep = Path(o.eval_path), None, o.eval_separator
-    if o.chat_template:   # each line one user turn, as the chat model sees a prompt
-        sep = "chat"
     few = dict(max_windows=QUICK_WINDOWS, max_task=QUICK_TASK) if o.check_scope == "quick" else {}
-    data = load_eval(tokenizer, eval_file, task_file, separator=sep, **few)
+    if o.eval_self:
+        data = _self_eval(ref_ckpt or ckpt, tokenizer, o.chat_template, few.get("max_windows", 32))
+    else:
+        if o.eval_path is None:  # the reference corpus: one sentence per line, trained with </s> between
+            eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
+        else:
+            eval_file, task_file, sep = Path(o.eval_path), None, o.eval_separator
+        if o.chat_template:   # each line one user turn, as the chat model sees a prompt
+            sep = "chat"
+        data = load_eval(tokenizer, eval_file, task_file, separator=sep, **few)
     if few:
         data.shortcut = (f"--check quick: the eval's first {QUICK_WINDOWS} windows and {QUICK_TASK} task examples "
                          "only (the default is 32 and 100); the ONNX-vs-PyTorch and greedy checks are unchanged")
     return Loaded(ckpt, ref_ckpt, is_reference, quant, tgt, out, plan, tokenizer, data,
                   WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None)
+
+
+def _self_eval(ckpt: Checkpoint, tokenizer, chat_template: bool | None, windows: int, window: int = 128) -> EvalData:
+    """`--eval self`: eval windows the FP16 model samples itself (the `self` calibration recipe's
+    prompts, another seed), from the reference checkpoint where one is given."""
+    from ..calib.recipes import self_eval_stream
+    from .quantize import round_to_fp16
+
+    stream = self_eval_stream(tokenizer, lambda: round_to_fp16(ckpt.load_model(torch.float32)),
+                              windows * window, chat_template)
+    return eval_from_stream(tokenizer, stream, window, windows)
 
 
 def _host_plan(ckpt: Checkpoint, o: BuildOptions, quant: QuantConfig) -> HostPlan:

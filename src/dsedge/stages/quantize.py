@@ -32,8 +32,10 @@ def quantize_stage(job, calib_spec, chat_template: bool | None = None) -> Quanti
         # Calibrated methods need the whole model (FP32 on FP16-rounded weights, its own copy:
         # the library edits it) and calibration data; peak memory is that model plus one
         # layer's calibration activations (see quantize/backends/llmcompressor.py).
-        calib = resolve_calibration(calib_spec, job.tokenizer, chat_template=chat_template)
-        source.model = lambda: round_to_fp16(ckpt.load_model(torch.float32))
+        fp16_model = lambda: round_to_fp16(ckpt.load_model(torch.float32))
+        calib = resolve_calibration(calib_spec, job.tokenizer, chat_template=chat_template,
+                                    model=fp16_model)     # loaded only by a `generate` recipe (--calib self)
+        source.model = fp16_model
     if isinstance(quant, ImportedConfig):  # nothing to quantize: the codes come from the checkpoint
         qres = QuantResult(quant, ckpt.prequant.weights)
     else:
