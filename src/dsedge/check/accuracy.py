@@ -54,7 +54,7 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
     ids = tokenize_lines(tokenizer, text, separator, budget=max_windows * window)
     windows = _windows(tokenizer, ids, window, max_windows, f"eval file {text_path}")
     h = hashlib.sha256(raw)
-    task = []
+    task, bos = [], _bos(tokenizer)
     if task_path is not None and Path(task_path).is_file():
         task_raw = Path(task_path).read_bytes()
         h.update(task_raw)
