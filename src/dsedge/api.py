@@ -109,8 +109,12 @@ def _quiet_libraries() -> None:
     # cannot load on a CPU machine, and torch's pytree about its enums: noise for dsedge users.
     for name in ("torch.onnx", "torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # llm-compressor logs through loguru and draws tqdm bars per layer; dsedge shows its own stages
+    # llm-compressor logs through loguru to stdout (which breaks --json) and draws tqdm bars per
+    # layer; dsedge shows its own stages. Its import re-enables its logger, so the disable below
+    # does not reach it: its console level does. (LLM_COMPRESSOR_LOG_DISABLED would also skip
+    # registering its METRIC level, and GPTQ then fails logging to it.)
     os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
     with contextlib.suppress(ImportError):
         from loguru import logger
 

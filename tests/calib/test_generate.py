@@ -116,9 +116,10 @@ def test_build_with_calib_self_and_eval_self(tmp_path):
     """The user's command: GPTQ calibrated on the model's own text, evaluated on other samples of it."""
     out = tmp_path / "gptq"
     proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--method", "gptq", "--calib", "self",
-                           "--eval", "self", "--no-latency", "-o", str(out)], capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path)
+                           "--eval", "self", "--no-latency", "--json", "-o", str(out)], capture_output=True,
+                          text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["eval"]["source"].startswith("self-generated:")   # no library log on stdout
     m = json.loads((out / "manifest.json").read_text())
     r = json.loads((out / "report.json").read_text())
     cal = next(v for k, v in _walk(m) if k == "calibration")
