@@ -151,7 +151,7 @@ def main() -> None:
             one_thread(models[key])
         env = {**os.environ, "DSEDGE_CACHE_DIR": str(tmp / "cache"), "DSEDGE_THREADS": "1"}
         for key in [k for k in models if k.startswith("dsedge")]:   # the host graph into the cache, once
-            subprocess.run([sys.executable, "-c", "import sys; from dsedge.export.host import host_graph; "
+            subprocess.run([sys.executable, "-c", "import sys; from dsedge.host_graph import host_graph; "
                             "host_graph(sys.argv[1])", str(models[key])], env=env, check=True)
         pairs = [(f"{d} level {lv}", d, lv, f"peer{lv}") for lv in (1, 4) for d in models if d.startswith("dsedge")]
         print(f"\nhost decode, 1 thread, {a.prompt}-token prompt + {a.tokens} greedy tokens, medians of 2 (A/B)")

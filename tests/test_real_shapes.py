@@ -64,7 +64,8 @@ def test_linear_rope_scaling_shape_builds(tmp_path):
 
 def host_agrees(folder, out):
     """The host graph (export/host.py) of a real-shape artifact against its model.onnx."""
-    from dsedge.export.host import host_file, write_host_graph
+    from dsedge.export.host import write_host_graph
+    from dsedge.host_graph import host_file
     from tests.export.test_host import agree
 
     out.mkdir()

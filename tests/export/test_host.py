@@ -4,6 +4,7 @@ tokens are equal except where the standard graph's own top two are tied within t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from dsedge.cache import StageCache
 from dsedge.deploy.device.runtime import HostGraphDecoder, OrtDecoder
 from dsedge.errors import UsageError
-from dsedge.export.host import LEVELS, Unhostable, host_file, host_graph, write_host_graph
+from dsedge.export.host import write_host_graph
+from dsedge.host_graph import LEVELS, Unhostable, host_file, host_graph
 from dsedge.deploy.host import open_on_host
 
 TIE = 0.05        # logits: the standard graph's FP16 activations round about this much at these scales
@@ -113,6 +115,20 @@ def test_cached_and_verified(built, tmp_path):
         f.write(b"\0")
     with pytest.raises(UsageError, match="does not match the sha256"):
         host_graph(art, 1, cache)
+
+
+def test_the_decoding_process_imports_neither_torch_nor_onnx(built, tmp_path):
+    """Opening the host runner (the graph written once into the cache, then found there) leaves
+    torch and onnx out of the process: `dsedge bench`'s peak RSS is the runtime's and the model's
+    (importing dsedge.export alone costs ~260 MB)."""
+    res = built("qwen2-tiny", "rtn")
+    env = {**os.environ, "DSEDGE_CACHE_DIR": str(tmp_path / "cache")}
+    code = ("import sys; from pathlib import Path; from dsedge.deploy.host import open_on_host; "
+            "dec, graph = open_on_host(Path(sys.argv[1])); assert graph.startswith('host graph'), graph; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'onnx', 'transformers', 'onnx_ir'}))")
+    for _ in range(2):                                   # written into the cache, then read from it
+        proc = subprocess.run([sys.executable, "-c", code, str(res.path)], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 def test_mla_keeps_the_standard_graph(built, tmp_path):

@@ -23,7 +23,7 @@ def open_on_host(folder: Path, runtime: str = "auto", accuracy_level: int = 1, g
     folder = Path(folder)
     if pick_runtime(folder, runtime) != "onnxruntime" or graph == "standard":
         return open_decoder(folder, runtime, accuracy_level), "model.onnx (the standard graph)"
-    from ..export.host import Unhostable, host_graph
+    from ..host_graph import Unhostable, host_graph
 
     try:
         path = host_graph(folder, accuracy_level)

@@ -35,22 +35,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-HOST_VERSION = 1                   # bump when the graph this module writes changes
-HOST_DATA = "model.host.onnx.data"
-LEVELS = (0, 1, 2, 3, 4)           # MatMulNBits accuracy levels: one small graph file each, one data file
+from ..host_graph import HOST_DATA, HOST_VERSION, LEVELS, UNHOSTABLE_EXIT, Unhostable, host_file
 
-
-def host_file(level: int) -> str:
-    """The graph whose MatMulNBits run at `level` (an attribute of each node: the session entry
-    session.qdq_matmulnbits_accuracy_level only reaches the ones onnxruntime fuses itself)."""
-    return f"model.host.a{level}.onnx"
 MS = "com.microsoft"
 _INLINE = 1024                     # bytes: smaller initializers stay inside the proto
 _ALIGN = 4096
-
-
-class Unhostable(Exception):
-    """This artifact has no host graph; the message says why (the standard graph runs instead)."""
 
 
 class _Weights:
@@ -365,64 +354,6 @@ def write_host_graph(folder: Path, out: Path, max_length: int | None = None) -> 
             "vocab_size": int(config.vocab_size), "ops": dict(Counter(n.op_type for n in g.nodes))}
 
 
-def host_graph(folder: Path, accuracy_level: int = 1, cache=None) -> Path:
-    """The artifact's host graph at `accuracy_level`, from the stage cache (stage "host-graph",
-    keyed on model.onnx's sha256 as the manifest records it, every file verified as it is read)
-    or written there now. model.onnx is checked against the manifest first. Raises Unhostable."""
-    import tempfile
-
-    from ..cache import StageCache, cache_key, file_digest
-    from ..errors import UsageError
-
-    folder = Path(folder)
-    if accuracy_level not in LEVELS:
-        raise UsageError(f"accuracy level {accuracy_level} is not one of {LEVELS}", "pass --accuracy-level 0-4")
-    try:
-        files = json.loads((folder / "manifest.json").read_text()).get("files") or {}
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{folder}/manifest.json cannot be read ({e})", "pass an artifact folder from dsedge build") from None
-    graph = {n: r for n, r in files.items() if n == "model.onnx" or n.startswith("model.onnx.")}
-    if "model.onnx" not in graph:
-        raise UsageError(f"{folder}/manifest.json lists no model.onnx", "rebuild the artifact with dsedge build")
-    for name, rec in sorted(graph.items()):
-        p = folder / name
-        if file_digest(p) != {"sha256": rec.get("sha256"), "size": rec.get("bytes")}:
-            raise UsageError(f"{p} does not match the sha256 in {folder}/manifest.json",
-                             "rebuild the artifact (dsedge build), or fetch it again")
-    if cache is None or not cache.enabled:   # the host graph lives only in the cache: derived, never shipped
-        cache = StageCache(root=cache.root if cache is not None else None)
-    key = cache_key("host-graph", HOST_VERSION, sorted((n, r["sha256"]) for n, r in graph.items()))
-    entry = cache.get("host-graph", key)
-    if entry is None:
-        cache.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache.root, prefix=".host-graph-") as tmp:
-            meta = _write_in_child(folder, Path(tmp))
-            cache.put("host-graph", key, [Path(tmp) / host_file(lv) for lv in LEVELS] + [Path(tmp) / HOST_DATA],
-                      {"artifact": str(folder), **meta})
-        entry = cache.get("host-graph", key)
-        if entry is None:
-            raise UsageError(f"the host graph could not be stored in {cache.root}",
-                             "free disk space there or set DSEDGE_CACHE_DIR to a writable folder")
-    return entry / host_file(accuracy_level)
-
-
-def _write_in_child(folder: Path, out: Path) -> dict:
-    """write_host_graph in a process of its own: its model.onnx reading, transformers and torch
-    (the rotary tables) stay out of the caller, whose peak RSS `dsedge bench` reports."""
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "dsedge.export.host", str(folder), str(out)],
-                       capture_output=True, text=True)
-    if r.returncode == _UNHOSTABLE:
-        raise Unhostable(r.stdout.strip().splitlines()[-1])
-    if r.returncode:
-        raise RuntimeError(f"writing the host graph of {folder} failed:\n{r.stderr[-3000:]}")
-    return json.loads((out / "meta.json").read_text())
-
-
-_UNHOSTABLE = 3
-
 if __name__ == "__main__":     # python -m dsedge.export.host ARTIFACT OUT (what _write_in_child runs)
     import sys
 
@@ -430,5 +361,5 @@ if __name__ == "__main__":     # python -m dsedge.export.host ARTIFACT OUT (what
         meta = write_host_graph(Path(sys.argv[1]), Path(sys.argv[2]))
     except Unhostable as e:
         print(e)
-        sys.exit(_UNHOSTABLE)
+        sys.exit(UNHOSTABLE_EXIT)
     (Path(sys.argv[2]) / "meta.json").write_text(json.dumps(meta))
