@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..check.accuracy import bos_prefix
 from ..errors import UsageError
 
 
@@ -49,8 +50,17 @@ def render_prompt(tokenizer, prompt: str, chat_template: bool) -> list[int]:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos = getattr(tokenizer, "bos_token_id", None)
-    return ([bos] if bos is not None else []) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return bos_prefix(tokenizer) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def use_chat_template(tokenizer, setting: bool | str) -> bool:
+    """A recipe's chat_template (on / off / auto) for this tokenizer; on without one is an error."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if setting is True and not has:
+        raise UsageError("the calibration recipe sets chat_template: on, but this tokenizer has no chat template",
+                         "set chat_template: off (or auto) in the recipe (or --no-chat-template), or use a "
+                         "checkpoint whose tokenizer_config.json defines chat_template")
+    return has if setting == "auto" else bool(setting)
 
 
 def generate_stream(model, tokenizer, spec: GenerateSpec, tokens: int, seed: int,
@@ -64,12 +74,7 @@ def generate_stream(model, tokenizer, spec: GenerateSpec, tokens: int, seed: int
     if not spec.prompts:
         raise UsageError("the self-generated calibration source has no prompts",
                          "give `prompts:` a list of one or more seed prompts in the recipe")
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if chat_template is True and not has:
-        raise UsageError("chat_template: on, but this tokenizer has no chat template",
-                         "set chat_template: auto or off, or use a checkpoint whose tokenizer_config.json "
-                         "defines chat_template")
-    templated = has if chat_template == "auto" else bool(chat_template)
+    templated = use_chat_template(tokenizer, chat_template)
     eos = getattr(tokenizer, "eos_token_id", None)
     prompts = [render_prompt(tokenizer, p, templated) for p in spec.prompts]
     ids: list[int] = []

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from ..errors import UsageError
 from ..safe_yaml import load_yaml
 from . import CalibData
-from .generate import GenerateSpec, generate_stream
+from .generate import GenerateSpec, generate_stream, use_chat_template
 from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
 
 DEFAULT_RECIPE = "reference"
@@ -235,12 +235,7 @@ def _read_source(recipe: Recipe, base: Path) -> SourceText:
 
 def _tokens(src: SourceText, tokenizer, recipe: Recipe) -> tuple[list[int], int]:
     """Token stream of the records in order, stopping once READ_FACTOR x samples x seq_len are read."""
-    templated = recipe.chat_template is True or (recipe.chat_template == "auto" and
-                                                  bool(getattr(tokenizer, "chat_template", None)))
-    if recipe.chat_template is True and not getattr(tokenizer, "chat_template", None):
-        raise UsageError("the calibration recipe sets chat_template: on, but this tokenizer has no chat template",
-                         "set chat_template: off in the recipe (or --no-chat-template), or use a "
-                         "checkpoint whose tokenizer_config.json defines chat_template")
+    templated = use_chat_template(tokenizer, recipe.chat_template)
     budget = READ_FACTOR * recipe.samples * recipe.seq_len
     ids: list[int] = []
     for n, rec in enumerate(src.records, 1):

@@ -54,7 +54,7 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
     ids = tokenize_lines(tokenizer, text, separator, budget=max_windows * window)
     windows = _windows(tokenizer, ids, window, max_windows, f"eval file {text_path}")
     h = hashlib.sha256(raw)
-    task, bos = [], _bos(tokenizer)
+    task, bos = [], bos_prefix(tokenizer)
     if task_path is not None and Path(task_path).is_file():
         task_raw = Path(task_path).read_bytes()
         h.update(task_raw)
@@ -70,7 +70,7 @@ def load_eval(tokenizer, text_path: Path, task_path: Path | None = None, window:
 def _windows(tokenizer, ids: list, window: int, max_windows: int, what: str, dtype=np.int64, pad=None) -> np.ndarray:
     """(n, window): BOS (when the tokenizer adds one; `pad` in its place for a mask) + window-1
     tokens of the stream each."""
-    bos = _bos(tokenizer)
+    bos = bos_prefix(tokenizer)
     body = window - len(bos)
     if len(ids) < body:
         raise UsageError(f"{what} has {len(ids)} tokens, fewer than one {window}-token window",
@@ -147,7 +147,7 @@ def tokenize_lines(tokenizer, text: str, separator: str = "newline", budget: int
     return ids
 
 
-def _bos(tokenizer) -> list[int]:
+def bos_prefix(tokenizer) -> list[int]:
     """[BOS] when the tokenizer puts one in front of a text (as the model saw in training)."""
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:

@@ -32,9 +32,15 @@ def quantize_stage(job, calib_spec, chat_template: bool | None = None) -> Quanti
         # Calibrated methods need the whole model (FP32 on FP16-rounded weights, its own copy:
         # the library edits it) and calibration data; peak memory is that model plus one
         # layer's calibration activations (see quantize/backends/llmcompressor.py).
-        fp16_model = lambda: round_to_fp16(ckpt.load_model(torch.float32))
+        # One load for both: a `generate` recipe (--calib self) only samples from the model, then
+        # the library gets that same model to edit.
+        kept = {}
+
+        def fp16_model():
+            m = kept.pop("m", None)
+            return m if m is not None else round_to_fp16(ckpt.load_model(torch.float32))
         calib = resolve_calibration(calib_spec, job.tokenizer, chat_template=chat_template,
-                                    model=fp16_model)     # loaded only by a `generate` recipe (--calib self)
+                                    model=lambda: kept.setdefault("m", fp16_model()))
         source.model = fp16_model
     if isinstance(quant, ImportedConfig):  # nothing to quantize: the codes come from the checkpoint
         qres = QuantResult(quant, ckpt.prequant.weights)
