@@ -4,6 +4,8 @@ windows, same eval windows, 4-bit symmetric groups of 128 (the form TensorRT tak
     python benchmarks/compare_llmcompressor.py                         # qwen2-tiny, reference recipe and eval
     python benchmarks/compare_llmcompressor.py --model DIR --calib self --methods rtn,gptq,awq
     python benchmarks/compare_llmcompressor.py --model DIR --eval my_text.txt
+    python benchmarks/compare_llmcompressor.py --model src/dsedge/reference/checkpoints/qwen2-kjv \
+        --calib reference-text --eval src/dsedge/reference/data/kjv/eval.txt --eval-separator eos
 
 Direct side, what an llm-compressor user writes: the checkpoint in FP32 with its weights rounded to
 FP16 (dsedge's reference precision), `oneshot(model, dataset, recipe)` with llm-compressor's own
@@ -59,6 +61,8 @@ def main() -> None:
     ap.add_argument("--model", help="a Hugging Face checkpoint folder (default: the qwen2-tiny reference)")
     ap.add_argument("--calib", default="reference", help="a dsedge calibration recipe or file")
     ap.add_argument("--eval", dest="eval_path", help="eval text (default: the reference corpus's eval split)")
+    ap.add_argument("--eval-separator", default="newline", choices=("newline", "eos"),
+                    help="join --eval lines with newline (continuous text) or eos (one document per line)")
     ap.add_argument("--methods", default="rtn,gptq,awq")
     a = ap.parse_args()
 
@@ -76,7 +80,7 @@ def main() -> None:
     ck = open_checkpoint(path)
     tok = ck.tokenizer()
     fp16 = lambda: round_to_fp16(ck.load_model(torch.float32))
-    data = (load_eval(tok, Path(a.eval_path)) if a.eval_path else
+    data = (load_eval(tok, Path(a.eval_path), separator=a.eval_separator) if a.eval_path else
             load_eval(tok, reference.eval_text_path(), separator="eos"))
     calib = resolve_calibration(a.calib, tok, model=fp16)
     ref_fn = torch_logits(fp16())
@@ -86,7 +90,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for m in a.methods.split(","):
             res = dsedge.build(path, quant=dsedge.config_from_options(method=m, bits=4), calib_spec=a.calib,
-                               eval_path=a.eval_path, output=Path(tmp) / m, latency=False)
+                               eval_path=a.eval_path, eval_separator=a.eval_separator, output=Path(tmp) / m,
+                               latency=False)
             r = res.report
             ref_ppl = r["fp16_reference"]["perplexity"]
             d = direct(m, path, calib.input_ids, data, ref_fn)

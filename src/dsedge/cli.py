@@ -96,8 +96,8 @@ def build(
     reference: Optional[str] = typer.Option(None, "--reference", help="Imported (already quantized) --model: the original checkpoint, for accuracy against it."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Calibration: recipe name (calibration/*.yaml; `self`: text the FP16 model generates), recipe file, or .txt/.jsonl (default: reference)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Calibrated methods: llmcompressor (default) or gptqmodel."),
-    act_order: Optional[bool] = typer.Option(None, "--act-order/--no-act-order", help="GPTQ: quantize columns by decreasing Hessian diagonal (default off)."),
-    static_groups: Optional[bool] = typer.Option(None, "--static-groups/--no-static-groups", help="GPTQ with act-order: keep groups in channel order."),
+    act_order: Optional[bool] = typer.Option(None, "--act-order/--no-act-order", help="GPTQ: quantize columns by decreasing Hessian diagonal (default: the backend's own: on with llmcompressor, off with gptqmodel)."),
+    static_groups: Optional[bool] = typer.Option(None, "--static-groups/--no-static-groups", help="GPTQ with act-order: keep groups in channel order (default: on with llmcompressor, its only act-order; off with gptqmodel)."),
     damping: Optional[float] = typer.Option(None, "--damping", help="GPTQ dampening fraction (default 0.01)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="GPTQ columns per block (default 128)."),
     true_sequential: Optional[bool] = typer.Option(None, "--true-sequential/--no-true-sequential", help="GPTQ: attention before MLP within a layer (default on)."),
@@ -240,6 +240,7 @@ def compare(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the artifacts and compare.csv/json/pareto.png."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity, or `self`: text the FP16 model generates (default: the reference corpus's eval split)."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Calibration for gptq / awq / smoothquant (recipe name, YAML, .txt or .jsonl)."),
+    eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing artifact folders under --output."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of the table."),
@@ -254,7 +255,7 @@ def compare(
 
         results, rows, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
                                      target, output, overwrite, progress, eval_path=eval_file, calib_spec=calib,
-                                     latency=not no_latency, build_engine=False)
+                                     eval_separator=eval_separator, latency=not no_latency, build_engine=False)
         if as_json:
             out.print_json(json.dumps(rows))
             return

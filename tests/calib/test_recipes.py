@@ -67,6 +67,20 @@ def test_default_is_the_reference_recipe(tok, ref_stream):
     assert len({w.tobytes() for w in windows}) == len(windows)
 
 
+def test_reference_text_recipe_is_the_real_text_references_split():
+    """`--calib reference-text`: 64 windows of 256 tokens of held-out KJV passages (qwen2-kjv's
+    calibration split), cut from the lines joined with EOS as the model was trained."""
+    tok = AutoTokenizer.from_pretrained(reference.checkpoint_path(reference.TEXT_MODEL))
+    calib = resolve_calibration("reference-text", tok)
+    assert tuple(calib.input_ids.shape) == (64, 256) and "note" not in calib.recipe
+    assert calib.sha256 == hashlib.sha256(reference.text_calib_path().read_bytes()).hexdigest()
+    assert "kjv/calib.txt" in calib.source
+    stream = np.asarray(_tokenize_lines(tok, reference.text_calib_path().read_text(), "eos"), dtype=np.int64)
+    assert all(_is_window_of(stream, w) for w in calib.input_ids.numpy())
+    evals = set(reference.text_eval_path().read_text().splitlines())
+    assert not evals & set(reference.text_calib_path().read_text().splitlines())
+
+
 def test_windows_are_seeded(tok):
     a = resolve_calibration("reference", tok)
     b = resolve_calibration("reference", tok)

@@ -24,6 +24,7 @@ from dsedge.reference import train
 pytest.importorskip("llmcompressor")
 
 CALIB_SAMPLES, CALIB_TOKENS = 32, 128
+TEXT_CALIB, TEXT_EVAL = (32, 256), (64, 256)   # qwen2-kjv: (windows, tokens) of calibration and eval
 
 
 def _windows(tok, path, n: int, t: int) -> torch.Tensor:
@@ -41,10 +42,14 @@ def ckpts():
         if name not in out:
             ck = open_checkpoint(reference.checkpoint_path(name))
             tok = ck.tokenizer()
-            calib = CalibData(_windows(tok, reference.calib_text_path(), CALIB_SAMPLES, CALIB_TOKENS),
-                              source="reference calib.txt", sha256="", tokenizer=tok)
-            ev = _windows(tok, reference.eval_text_path(), 32, 128).numpy()
-            data = EvalData(ev, [], "reference eval.txt", "", 128)
+            if name == reference.TEXT_MODEL:   # real text: the calibration recipe's and training's 256-token windows
+                calib_path, eval_path, (n_cal, t_cal), (n_ev, t_ev) = (
+                    reference.text_calib_path(), reference.text_eval_path(), TEXT_CALIB, TEXT_EVAL)
+            else:
+                calib_path, eval_path, (n_cal, t_cal), (n_ev, t_ev) = (
+                    reference.calib_text_path(), reference.eval_text_path(), (CALIB_SAMPLES, CALIB_TOKENS), (32, 128))
+            calib = CalibData(_windows(tok, calib_path, n_cal, t_cal), source=calib_path.name, sha256="", tokenizer=tok)
+            data = EvalData(_windows(tok, eval_path, n_ev, t_ev).numpy(), [], eval_path.name, "", t_ev)
             out[name] = (ck, calib, data)
         return out[name]
     return get
@@ -101,7 +106,7 @@ def test_methods_are_registered_and_round_trip():
     (lambda: SmoothQuantConfig(bits=4), "--bits 4"),
     (lambda: GptqConfig(damping=0), "--damping"),
     (lambda: GptqConfig(backend="autogptq"), "--backend autogptq"),
-    (lambda: GptqConfig(static_groups=True), "only applies with --act-order"),
+    (lambda: GptqConfig(act_order=False, static_groups=True), "only applies with --act-order"),
     (lambda: GptqConfig(backend="gptqmodel", block_size=64), "block size is fixed at 128"),
     (lambda: AwqConfig(backend="gptqmodel", grid=10), "grid is fixed at 20"),
     (lambda: AwqConfig(backend="gptqmodel", clipping=False), "always runs the clipping"),
@@ -113,7 +118,16 @@ def test_bad_method_options_are_named(make, match):
 
 def test_llmcompressor_act_order_without_static_groups_is_refused(ckpts):
     with pytest.raises(ConfigError, match="static-groups"):
-        run(ckpts, "llama-tiny", GptqConfig(act_order=True))
+        run(ckpts, "llama-tiny", GptqConfig(act_order=True, static_groups=False))
+
+
+@pytest.mark.parametrize("backend,act_order,static", [("llmcompressor", True, True), ("gptqmodel", False, False)])
+def test_gptq_act_order_default_is_the_backends_own(backend, act_order, static):
+    """llm-compressor's GPTQModifier defaults to actorder "static" (act-order, groups in channel
+    order), GPTQModel's desc_act to off; the config resolves None to it, so the manifest has it."""
+    c = GptqConfig(backend=backend)
+    assert (c.act_order, c.static_groups) == (act_order, static)
+    assert GptqConfig(backend=backend, act_order=True).static_groups is static
 
 
 def test_act_fake_quant_is_onnx_quantize_dequantize():
@@ -212,6 +226,14 @@ def test_smoothquant_w8a8_stays_within_3_percent_of_fp(ckpts, ref_name):
     assert abs(ppl["smoothquant"] / ppl["fp"] - 1) < 0.03
 
 
+# llama-tiny: llm-compressor's AWQ loses to RTN there when run directly too (its own default
+# mappings; benchmarks/compare_llmcompressor.py, 2026-12-04: KL 1.06e-3 against RTN's 5.69e-4), so
+# that is the library on a toy corpus, not dsedge's conversion (which equals the library's own
+# dequantization, test_every_decoder_linear_equals_the_library_dequantization). AWQ's ranking on
+# real text is asserted on qwen2-kjv (test_methods_rank_on_real_text).
+AWQ_LOSES_TO_RTN = {"llama-tiny"}
+
+
 def test_gptq_and_awq_lose_less_than_rtn(ckpts, ref_name):
     """GPTQ and AWQ against round-to-nearest at 4-bit g128, measured as KL divergence of the
     next-token distributions from FP. Perplexity cannot rank them on these checkpoints: RTN moves
@@ -221,5 +243,14 @@ def test_gptq_and_awq_lose_less_than_rtn(ckpts, ref_name):
     kl = _KL[ref_name]
     assert kl["rtn"] > 0, kl
     assert kl["gptq"] < kl["rtn"], kl
-    if kl["awq"] >= kl["rtn"]:  # measured on llama-tiny (2026-11-23): AWQ 9.3e-4 vs RTN 5.6e-4
-        pytest.xfail(f"AWQ (llm-compressor, no clipping search) does not beat RTN on {ref_name}: {kl}")
+    assert (kl["awq"] < kl["rtn"]) is (ref_name not in AWQ_LOSES_TO_RTN), kl
+
+
+def test_methods_rank_on_real_text(ckpts):
+    """On the real-text reference (qwen2-kjv, KJV passages it never saw) INT4 round-to-nearest costs
+    a measurable perplexity, and GPTQ and AWQ each lose less than it in perplexity and in KL."""
+    ppl, kl = perplexities(ckpts, reference.TEXT_MODEL), _KL[reference.TEXT_MODEL]
+    change = {k: v / ppl["fp"] - 1 for k, v in ppl.items()}
+    assert change["rtn"] >= 0.002, change
+    for method in ("gptq", "awq"):
+        assert change[method] < change["rtn"] and kl[method] < kl["rtn"], (method, change, kl)

@@ -6,7 +6,7 @@ the CalibData every calibrated quantizer reads.
     calib = resolve_calibration("domain.jsonl", tokenizer, samples=64)  # a plain file, defaults apply
     calib = resolve_calibration(None, tokenizer)                    # calibration/reference.yaml
 
-A recipe names a source (`reference`, a .txt / .jsonl path, `{file: F, field: K}`,
+A recipe names a source (`reference`, `reference-text` (the real-text reference's split), a .txt / .jsonl path, `{file: F, field: K}`,
 `{dataset: D, split: S, field: K}` on the Hugging Face Hub, or `{generate: {prompts: [...]}}`:
 text the FP16 model samples itself, calib/generate.py, the `self` recipe), `samples`, `seq_len`,
 `seed` and `chat_template` (on: each record is rendered with tokenizer.apply_chat_template; auto:
@@ -27,7 +27,8 @@ from ..errors import UsageError
 from ..safe_yaml import load_yaml
 from . import CalibData
 from .generate import GenerateSpec, generate_stream, use_chat_template
-from .sources import JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference, read_text_file
+from .sources import (JSONL_SUFFIXES, TEXT_SUFFIXES, SourceText, read_hub, read_jsonl, read_reference,
+                      read_reference_text, read_text_file)
 
 DEFAULT_RECIPE = "reference"
 OVERRIDABLE = ("samples", "seq_len", "seed", "chat_template")
@@ -222,6 +223,8 @@ def _read_source(recipe: Recipe, base: Path) -> SourceText:
                         max_chars=recipe.samples * recipe.seq_len * 8 * READ_FACTOR)
     if s == "reference":
         return read_reference()
+    if s == "reference-text":
+        return read_reference_text()
     file, field = (s.file, s.field) if isinstance(s, FileSource) else (s, None)
     path = Path(file).expanduser()
     path = path if path.is_absolute() else base / path

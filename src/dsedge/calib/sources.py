@@ -33,6 +33,14 @@ def read_reference() -> SourceText:
     return src
 
 
+def read_reference_text() -> SourceText:
+    """The real-text reference's calibration split (held-out KJV passages, reference/text.py)."""
+    path = reference.text_calib_path()
+    src = read_text_file(path)
+    src.label = f"real-text reference corpus (kjv/{path.name})"
+    return src
+
+
 def read_text_file(path: Path) -> SourceText:
     """One record per non-empty line."""
     raw = _read(path)

@@ -56,10 +56,14 @@ class GptqConfig(CalibratedConfig):
     damping: float = 0.01        # fraction of mean Hessian diagonal: the paper, AutoGPTQ, llm-compressor
                                  # (GPTQModel's own default is 0.05; we pass 0.01 to both)
     block_size: int = 128        # columns per lazy batch update: the paper, both libraries
-    act_order: bool = False      # quantize columns by decreasing Hessian diagonal; off in the paper,
-                                 # llm-compressor and GPTQModel (on only in AutoGPTQ)
-    static_groups: bool = False  # with act_order: groups stay contiguous in the original channel order
-                                 # (no permutation at run time); see backends for what each maps to
+    # quantize columns by decreasing Hessian diagonal. None: the backend's own default, resolved in
+    # __post_init__ (and so recorded in the manifest): llm-compressor's GPTQModifier defaults to
+    # actorder="static" (act-order, groups in channel order), GPTQModel's desc_act to off. Measured on
+    # qwen2-kjv / the tiny references (README, "Beside llm-compressor run directly"): off costs KL.
+    act_order: bool | None = None
+    # with act_order: groups stay contiguous in the original channel order (no permutation at run
+    # time). None: on with llm-compressor (its only act-order), off with GPTQModel (g_idx)
+    static_groups: bool | None = None
     true_sequential: bool = True  # quantize attention before MLP inside a layer, MLP calibrated on the
                                   # quantized attention's output (GPTQModel's default; llm-compressor
                                   # calibrates a whole decoder layer at once and only supports True
@@ -67,6 +71,11 @@ class GptqConfig(CalibratedConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        lc = self.backend == "llmcompressor"
+        if self.act_order is None:
+            object.__setattr__(self, "act_order", lc)
+        if self.static_groups is None:
+            object.__setattr__(self, "static_groups", lc and self.act_order)
         if self.static_groups and not self.act_order:
             raise ConfigError("--static-groups only applies with --act-order", "add --act-order, or drop --static-groups")
         if self.backend == "gptqmodel" and self.block_size != GPTQMODEL_FIXED["block_size"]:

@@ -54,12 +54,13 @@ def build_tokenizer(arch: str) -> Tokenizer:
     return tok
 
 
-def save_tokenizer(tok: Tokenizer, arch: str, out: Path):
-    """Write tokenizer.json + tokenizer_config.json so AutoTokenizer loads it with specials set."""
+def save_tokenizer(tok: Tokenizer, arch: str, out: Path, add_prefix_space: bool | None = None):
+    """Write tokenizer.json + tokenizer_config.json so AutoTokenizer loads it with specials set.
+    `add_prefix_space`: the BPE's (default: True, the generated world's word tokens carry "Ġ")."""
     from transformers import PreTrainedTokenizerFast
 
     bpe = ARCHS[arch].reference.tokenizer == "bpe"
-    extra = {"add_prefix_space": True} if bpe else {}
+    extra = {"add_prefix_space": True if add_prefix_space is None else add_prefix_space} if bpe else {}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", pad_token="<pad>",
                                    model_max_length=512, **extra)

@@ -38,13 +38,14 @@ import math
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
 
 from ..archs.moe import RouterProbe
-from . import corpus
+from . import corpus, text
 from .tiny import ARCHS, BOS, EOS, PAD, build_tokenizer, make_config, save_tokenizer  # noqa: F401
 
 SEQ_LEN = 128
@@ -81,10 +82,11 @@ def read_lines(path: Path) -> list[str]:
 
 # ---- evaluation -----------------------------------------------------------------
 @torch.no_grad()
-def eval_perplexity(model, tokenizer, lines: list[str] | None = None, batch_size: int = 32) -> float:
+def eval_perplexity(model, tokenizer, lines: list[str] | None = None, batch_size: int = 32,
+                    seq_len: int = SEQ_LEN) -> float:
     """Token-level perplexity on `lines` (default: data/eval.txt) per the module protocol."""
     lines = read_lines(DATA_DIR / "eval.txt") if lines is None else lines
-    windows = make_windows(encode_lines(tokenizer, lines))  # (W, T)
+    windows = make_windows(encode_lines(tokenizer, lines), seq_len=seq_len)  # (W, T)
     was_training = model.training
     model.eval()
     nll, count = 0.0, 0
@@ -99,7 +101,6 @@ def eval_perplexity(model, tokenizer, lines: list[str] | None = None, batch_size
     return math.exp(nll / count)
 
 
-@torch.no_grad()
 @torch.no_grad()
 def task_accuracy(model, tokenizer, examples: list[dict] | None = None) -> float:
     """Fraction of examples whose greedy next token after "<s> prompt" is the answer."""
@@ -143,7 +144,7 @@ def fake_quantize_(model, scheme: str, include_lm_head: bool = False):
     return model
 
 
-def quant_report(model, tokenizer) -> dict:
+def quant_report(model, tokenizer, corpus_: "Corpus") -> dict:
     """Eval ppl after fake-quantizing a copy of the (bf16-rounded) model with each scheme."""
     import copy
 
@@ -152,26 +153,62 @@ def quant_report(model, tokenizer) -> dict:
         for head in (False, True):
             m = fake_quantize_(copy.deepcopy(model), scheme, include_lm_head=head)
             out[f"{scheme}{'_with_lm_head' if head else ''}"] = {
-                "eval_ppl": eval_perplexity(m, tokenizer), "task_accuracy": task_accuracy(m, tokenizer)}
+                "eval_ppl": eval_perplexity(m, tokenizer, corpus_.eval_lines, seq_len=corpus_.seq_len),
+                **({"task_accuracy": task_accuracy(m, tokenizer)} if corpus_.task else {})}
     return out
+
+
+# ---- corpora ----------------------------------------------------------------------
+@dataclass
+class Corpus:
+    """What a reference trains and is evaluated on: the generated world (corpus.py, the tiny
+    references) or real English text (text.py, qwen2-kjv)."""
+    name: str
+    tokenizer: object            # tokenizers.Tokenizer
+    train_lines: list[str]
+    eval_lines: list[str]
+    seq_len: int = SEQ_LEN
+    task: bool = True            # data/task.jsonl applies (the generated world's additions)
+    config: dict = field(default_factory=dict)   # config.json values over the family's tiny ones
+    add_prefix_space: bool | None = None          # tokenizer_config.json's, where not the family's
+
+
+def generated_corpus(arch: str, steps: int, batch_size: int, seed: int) -> Corpus:
+    # One pass over fresh training text, never repeated: ~9 tokens per line.
+    n_lines = int(steps * batch_size * (SEQ_LEN - 1) / 8.5) + 1000
+    return Corpus("generated", build_tokenizer(arch), corpus.generate("train", n_lines, seed),
+                  read_lines(DATA_DIR / "eval.txt"))
+
+
+def kjv_corpus(arch: str, steps: int, batch_size: int, seed: int) -> Corpus:
+    if arch != "qwen2":
+        raise SystemExit("--corpus kjv trains the Qwen2 layout only (--arch qwen2)")
+    train_lines = text.split("train")
+    return Corpus("kjv", text.train_tokenizer(train_lines), train_lines, read_lines(text.DATA / "eval.txt"),
+                  seq_len=text.SEQ_LEN, task=False, config=text.CONFIG, add_prefix_space=False)
+
+
+CORPORA = {"generated": generated_corpus, "kjv": kjv_corpus}
 
 
 # ---- training -------------------------------------------------------------------
 def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: float,
-          warmup: int, weight_decay: float, log_every: int = 50) -> dict:
+          warmup: int, weight_decay: float, log_every: int = 50, corpus_name: str = "generated") -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     torch.manual_seed(seed)
-    tok = build_tokenizer(arch)
-    config = make_config(arch, tok.get_vocab_size())
+    data = CORPORA[corpus_name](arch, steps, batch_size, seed)
+    tok, seq_len = data.tokenizer, data.seq_len
+    config = make_config(arch, tok.get_vocab_size(), **data.config)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.train()
     probe = RouterProbe(model)   # no routers in dense models: aux loss 0
 
-    # One pass over fresh training text, never repeated: ~9 tokens per line.
-    n_lines = int(steps * batch_size * (SEQ_LEN - 1) / 8.5) + 1000
-    windows = make_windows(encode_lines(tok, corpus.generate("train", n_lines, seed)))  # (W, T)
-    assert len(windows) >= steps * batch_size, "not enough training text"
+    windows = make_windows(encode_lines(tok, data.train_lines), seq_len=seq_len)  # (W, T)
+    epochs = math.ceil(steps * batch_size / len(windows))   # generated: 1 (fresh text, never repeated)
+    g = torch.Generator().manual_seed(seed)                 # real text: each epoch in a new order
+    windows = windows if epochs == 1 else torch.cat([windows[torch.randperm(len(windows), generator=g)]
+                                                     for _ in range(epochs)])
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]   # matrices + embeddings
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # norms, biases
@@ -208,26 +245,26 @@ def train(arch: str, out: Path, steps: int, seed: int, batch_size: int, lr: floa
     model.generation_config = GenerationConfig(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
                                                do_sample=False, max_new_tokens=32)
     model.to(torch.bfloat16).save_pretrained(out)
-    save_tokenizer(tok, arch, out)
+    save_tokenizer(tok, arch, out, add_prefix_space=data.add_prefix_space)
 
     # Evaluate exactly what was shipped: reload, fp32 compute on bf16-rounded weights.
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     hf_tok = AutoTokenizer.from_pretrained(out)
     probe = RouterProbe(model)
-    ppl = eval_perplexity(model, hf_tok)
+    ppl = eval_perplexity(model, hf_tok, data.eval_lines, seq_len=seq_len)
     expert_load = probe.load()   # tokens per expert over the eval windows
-    acc = task_accuracy(model, hf_tok)
-    n_eval = make_windows(encode_lines(hf_tok, read_lines(DATA_DIR / "eval.txt"))).numel()
+    acc = task_accuracy(model, hf_tok) if data.task else None
+    n_eval = make_windows(encode_lines(hf_tok, data.eval_lines), seq_len=seq_len).numel()
     report = {
-        "arch": arch, "model_class": ARCHS[arch].name, "steps": steps, "seed": seed,
-        "batch_size": batch_size, "seq_len": SEQ_LEN, "lr": lr, "warmup": warmup,
-        "weight_decay": weight_decay, "train_tokens": steps * batch_size * SEQ_LEN,
+        "arch": arch, "model_class": ARCHS[arch].name, "corpus": data.name, "steps": steps, "seed": seed,
+        "batch_size": batch_size, "seq_len": seq_len, "lr": lr, "warmup": warmup,
+        "weight_decay": weight_decay, "train_tokens": steps * batch_size * seq_len, "epochs": epochs,
         "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
         "final_train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "vocab_size": config.vocab_size, "tokenizer_size": tok.get_vocab_size(),
         "n_params": sum(p.numel() for p in model.parameters()),
-        "eval_ppl": ppl, "eval_windows": n_eval // SEQ_LEN, "task_accuracy": acc,
-        "fake_quant": quant_report(model, hf_tok),
+        "eval_ppl": ppl, "eval_windows": n_eval // seq_len, **({"task_accuracy": acc} if data.task else {}),
+        "fake_quant": quant_report(model, hf_tok, data),
         **({"expert_load_eval": expert_load} if expert_load else {}),
         "command": "python -m dsedge.reference.train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "torch_version": torch.__version__,
@@ -247,11 +284,13 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--corpus", choices=sorted(CORPORA), default="generated",
+                    help="generated: the invented world (corpus.py); kjv: real English text (text.py)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = train(args.arch, args.out, args.steps, args.seed, args.batch_size, args.lr,
-                   args.warmup, args.weight_decay)
-    print(json.dumps({k: report[k] for k in ("train_seconds", "eval_ppl", "task_accuracy")}))
+                   args.warmup, args.weight_decay, corpus_name=args.corpus)
+    print(json.dumps({k: report.get(k) for k in ("train_seconds", "eval_ppl", "task_accuracy")}))
     print(json.dumps(report["fake_quant"], indent=1))
 
 

@@ -125,8 +125,9 @@ def gptq(config, model, names: list[str], calib):
 
     if config.act_order and not config.static_groups:
         raise ConfigError("llm-compressor 0.14 has no act-order with a channel permutation (g_idx): "
-                          "compressed-tensors removed it", "add --static-groups, or use --backend gptqmodel")
-    # GPTQModifier's own default is actorder="static"; None turns act-order off as the paper has it
+                          "compressed-tensors removed it", "drop --no-static-groups, or use --backend gptqmodel")
+    # actorder "weight" is GPTQModifier's default "static" (compressed-tensors 0.19 names it
+    # "weight"); None turns act-order off as the paper has it
     recipe = GPTQModifier(actorder="weight" if config.act_order else None,
                           config_groups=_scheme(_weight_args(config)), ignore=_ignore(model, names),
                           block_size=config.block_size, dampening_frac=config.damping)
