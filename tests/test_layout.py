@@ -93,8 +93,7 @@ def test_no_module_outside_archs_names_a_family():
     words = set()
     for s in REGISTRY.values():
         words |= {s.name, s.model_type}
-        if s.reference is not None:
-            words.add(s.reference.name)
+        words |= {r.name for r in (s.reference, s.text_reference) if r is not None}
     rx = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?![\w-]|\.cpp)", re.I)   # llama.cpp is a peer, not the family
     offenders = []
     for p in SRC.rglob("*.py"):

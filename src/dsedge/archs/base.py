@@ -128,6 +128,9 @@ class ArchSpec:
     # config.json keys the planner does not count, with the note it prints when one is set
     plan_notes: dict[str, str] = field(default_factory=dict)
     reference: Reference | None = None
+    # the real-text reference (reference/text.py; one family has it): its config holds the values
+    # over `reference`'s, its tokenizer is learned on that text
+    text_reference: Reference | None = None
     # published checkpoints of this layout (hub ids) whose config.json ships in archs/configs/
     real_shapes: tuple[str, ...] = ()
     # None: dsedge builds it; else why not yet (the planner still covers it)

@@ -59,7 +59,7 @@ class GptqConfig(CalibratedConfig):
     # quantize columns by decreasing Hessian diagonal. None: the backend's own default, resolved in
     # __post_init__ (and so recorded in the manifest): llm-compressor's GPTQModifier defaults to
     # actorder="static" (act-order, groups in channel order), GPTQModel's desc_act to off. Measured on
-    # qwen2-kjv / the tiny references (README, "Beside llm-compressor run directly"): off costs KL.
+    # the real-text / tiny references (README, "Beside llm-compressor run directly"): off costs KL.
     act_order: bool | None = None
     # with act_order: groups stay contiguous in the original channel order (no permutation at run
     # time). None: on with llm-compressor (its only act-order), off with GPTQModel (g_idx)

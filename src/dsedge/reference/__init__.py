@@ -14,10 +14,10 @@ from ..archs import supported
 # reference checkpoint name -> its architecture, one per family (ArchSpec.reference)
 REFERENCE_MODELS: dict[str, str] = {s.reference.name: s.name for s in supported() if s.reference is not None}
 DEFAULT_MODEL = supported()[0].reference.name   # the first family's: the quick start builds it
-# the real-text reference (text.py): Qwen2 layout, trained on the King James Bible; INT4 costs a
-# measurable perplexity on it. Not one per family, so not in REFERENCE_MODELS
-TEXT_MODEL = "qwen2-kjv"
-TEXT_MODELS: dict[str, str] = {TEXT_MODEL: "Qwen2ForCausalLM"}
+# the real-text reference (text.py, ArchSpec.text_reference): trained on the King James Bible;
+# INT4 costs a measurable perplexity on it. Not one per family, so not in REFERENCE_MODELS
+TEXT_MODELS: dict[str, str] = {s.text_reference.name: s.name for s in supported() if s.text_reference is not None}
+TEXT_MODEL = next(iter(TEXT_MODELS))
 
 _HERE = Path(__file__).resolve().parent
 

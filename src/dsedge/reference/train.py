@@ -162,7 +162,7 @@ def quant_report(model, tokenizer, corpus_: "Corpus") -> dict:
 @dataclass
 class Corpus:
     """What a reference trains and is evaluated on: the generated world (corpus.py, the tiny
-    references) or real English text (text.py, qwen2-kjv)."""
+    references) or real English text (text.py, the text reference)."""
     name: str
     tokenizer: object            # tokenizers.Tokenizer
     train_lines: list[str]
@@ -181,8 +181,8 @@ def generated_corpus(arch: str, steps: int, batch_size: int, seed: int) -> Corpu
 
 
 def kjv_corpus(arch: str, steps: int, batch_size: int, seed: int) -> Corpus:
-    if arch != "qwen2":
-        raise SystemExit("--corpus kjv trains the Qwen2 layout only (--arch qwen2)")
+    if arch != text.SPEC.model_type:
+        raise SystemExit(f"--corpus kjv trains the text reference's layout only (--arch {text.SPEC.model_type})")
     train_lines = text.split("train")
     return Corpus("kjv", text.train_tokenizer(train_lines), train_lines, read_lines(text.DATA / "eval.txt"),
                   seq_len=text.SEQ_LEN, task=False, config=text.CONFIG, add_prefix_space=False)
