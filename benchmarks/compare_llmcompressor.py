@@ -5,7 +5,8 @@ windows, same eval windows, 4-bit symmetric groups of 128 (the form TensorRT tak
     python benchmarks/compare_llmcompressor.py --model DIR --calib self --methods rtn,gptq,awq
     python benchmarks/compare_llmcompressor.py --model DIR --eval my_text.txt
     python benchmarks/compare_llmcompressor.py --model src/dsedge/reference/checkpoints/qwen2-kjv \
-        --calib reference-text --eval src/dsedge/reference/data/kjv/eval.txt --eval-separator eos
+        --calib reference-text --eval src/dsedge/reference/data/kjv/eval.txt --eval-separator eos \
+        --eval-windows 64 --eval-window 256 --methods rtn,gptq,awq,awq:gptqmodel
 
 Direct side, what an llm-compressor user writes: the checkpoint in FP32 with its weights rounded to
 FP16 (dsedge's reference precision), `oneshot(model, dataset, recipe)` with llm-compressor's own
@@ -63,7 +64,10 @@ def main() -> None:
     ap.add_argument("--eval", dest="eval_path", help="eval text (default: the reference corpus's eval split)")
     ap.add_argument("--eval-separator", default="newline", choices=("newline", "eos"),
                     help="join --eval lines with newline (continuous text) or eos (one document per line)")
-    ap.add_argument("--methods", default="rtn,gptq,awq")
+    ap.add_argument("--eval-windows", type=int, default=32, help="eval windows (dsedge build --eval-windows)")
+    ap.add_argument("--eval-window", type=int, default=128, help="tokens per eval window (--eval-window)")
+    ap.add_argument("--methods", default="rtn,gptq,awq",
+                    help="METHOD or METHOD:BACKEND for dsedge's side (awq:gptqmodel); the direct side runs METHOD")
     a = ap.parse_args()
 
     import torch
@@ -80,29 +84,34 @@ def main() -> None:
     ck = open_checkpoint(path)
     tok = ck.tokenizer()
     fp16 = lambda: round_to_fp16(ck.load_model(torch.float32))
-    data = (load_eval(tok, Path(a.eval_path), separator=a.eval_separator) if a.eval_path else
-            load_eval(tok, reference.eval_text_path(), separator="eos"))
+    win = dict(window=a.eval_window, max_windows=a.eval_windows)
+    data = (load_eval(tok, Path(a.eval_path), separator=a.eval_separator, **win) if a.eval_path else
+            load_eval(tok, reference.eval_text_path(), separator="eos", **win))
     calib = resolve_calibration(a.calib, tok, model=fp16)
     ref_fn = torch_logits(fp16())
     print(f"{ck.name}: calibration {calib.source} {tuple(calib.input_ids.shape)}, eval {data.source} "
           f"{data.windows.shape}", flush=True)
-    rows = []
+    rows, direct_runs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for m in a.methods.split(","):
-            res = dsedge.build(path, quant=dsedge.config_from_options(method=m, bits=4), calib_spec=a.calib,
-                               eval_path=a.eval_path, eval_separator=a.eval_separator, output=Path(tmp) / m,
-                               latency=False)
+        for spec in a.methods.split(","):
+            m, _, backend = spec.partition(":")
+            q = dsedge.config_from_options(method=m, bits=4, backend=backend or None)
+            res = dsedge.build(path, quant=q, calib_spec=a.calib, eval_path=a.eval_path,
+                               eval_separator=a.eval_separator, eval_windows=a.eval_windows,
+                               eval_window=a.eval_window, output=Path(tmp) / q.label(), latency=False)
             r = res.report
             ref_ppl = r["fp16_reference"]["perplexity"]
-            d = direct(m, path, calib.input_ids, data, ref_fn)
+            if m not in direct_runs:
+                direct_runs[m] = direct(m, path, calib.input_ids, data, ref_fn)
+            d = direct_runs[m]
             lc_ppl = 100 * (d["q"].perplexity / d["fp16"].perplexity - 1)
-            rows.append((m, r["ppl_change_pct"], r["onnx"]["kl"], r["pytorch"]["kl"], lc_ppl, d["q"].kl))
+            rows.append((q.label(), r["ppl_change_pct"], r["onnx"]["kl"], r["pytorch"]["kl"], lc_ppl, d["q"].kl))
             if abs(d["fp16"].perplexity - ref_ppl) > 1e-3 * ref_ppl:
                 print(f"  note: the FP16 perplexities differ ({d['fp16'].perplexity:.4f} vs {ref_ppl:.4f})")
-    print(f"\n{'method':8} {'dsedge ONNX dPPL%':>18} {'KL':>10} {'PyTorch KL':>11} {'llm-compressor dPPL%':>21} "
+    print(f"\n{'method':14} {'dsedge ONNX dPPL%':>18} {'KL':>10} {'PyTorch KL':>11} {'llm-compressor dPPL%':>21} "
           f"{'KL':>10} {'KL ratio':>9}")
     for m, dp, dk, pk, lp, lk in rows:
-        print(f"{m:8} {dp:>18.3f} {dk:>10.3g} {pk:>11.3g} {lp:>21.3f} {lk:>10.3g} {dk / lk:>9.2f}")
+        print(f"{m:14} {dp:>18.3f} {dk:>10.3g} {pk:>11.3g} {lp:>21.3f} {lk:>10.3g} {dk / lk:>9.2f}")
     print("\nKL ratio: dsedge's ONNX KL / llm-compressor's direct KL (below 1: dsedge loses less)")
 
 

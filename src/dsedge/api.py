@@ -36,7 +36,8 @@ class BuildResult:
 
 def build(model: str | Path | None = None, target: str = "orin", quant: QuantConfig | None = None,
           output: str | Path | None = None, eval_path: str | Path | None = None, dtype: str = "float16",
-          eval_separator: str = "newline", reference_model: str | Path | None = None,
+          eval_separator: str = "newline", eval_windows: int = 32, eval_window: int = 128,
+          kv_cache: str = "fp16", reference_model: str | Path | None = None,
           calib_spec: str | Path | None = None, allow_pickle: bool = False, overwrite: bool = False,
           targets_dir: Path | None = None, latency: bool = True, generate_tokens: int = 16, force: bool = False,
           check_scope: str = "auto", use_cache: bool = True, max_memory_gb: float | None = None,
@@ -52,12 +53,13 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     from .stages.check import check_stage
     from .stages.export import cache_export, export_stage
     from .stages.load import load_stage
-    from .stages.quantize import quantize_stage
+    from .stages.quantize import kv_cache_stage, quantize_stage
     from .stages.report import write_artifact
     from .stages.validate import validate_stage
 
     o = BuildOptions(model=model, target=target, quant=quant, output=output, eval_path=eval_path, dtype=dtype,
-                     eval_separator=eval_separator, reference_model=reference_model, calib_spec=calib_spec,
+                     eval_separator=eval_separator, eval_windows=eval_windows, eval_window=eval_window,
+                     kv_cache=kv_cache, reference_model=reference_model, calib_spec=calib_spec,
                      allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir, latency=latency,
                      generate_tokens=generate_tokens, force=force, check_scope=check_scope, use_cache=use_cache,
                      max_memory_gb=max_memory_gb, budgets=tuple(budgets), build_engine=build_engine,
@@ -71,13 +73,14 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             dir=staging.parent, prefix=f".{job.out.path.name}.check-{os.getpid()}-") as scratch:
         with timed("quantize"), torch.enable_grad():
             q = quantize_stage(job, calib_spec, chat_template)
+            q.kv_scales = kv_cache_stage(job, q, calib_spec, chat_template)
         with timed("export"):
             exported = export_stage(job, q, dtype, staging, cache)
         cache_export(cache, exported, staging)
         with timed("validate"):
             v = validate_stage(job, q, exported.result, o.act_dtype, Path(scratch), cache, generate_tokens)
         with timed("check"):
-            checked = check_stage(job, v, cache, Path(scratch), latency)
+            checked = check_stage(job, v, cache, Path(scratch), latency, q)
         with timed("engine"):
             compat, engine = engine_stage(staging, job.target, targets_dir, build=build_engine,
                                           name=job.out.path.name)
@@ -134,7 +137,7 @@ def plan_config(method: str | None = None, bits: int | None = None, group_size: 
 
 def plan(model: str | Path | None, target: str = "orin", quant: "QuantConfig | None" = None,
          context: int | None = None, batch: int | None = None, targets_dir: Path | None = None,
-         jetpack: str | None = None):
+         jetpack: str | None = None, kv_cache: str = "fp16"):
     """`dsedge plan`: memory of a `quant` build (None: FP16) of the model whose config.json is read
     (a folder, the file, or a hub id) on `target` -> (plan.memory.MemoryPlan, [plan.memory.Option]:
     which of FP16 / INT8 / INT4 fit)."""
@@ -142,9 +145,12 @@ def plan(model: str | Path | None, target: str = "orin", quant: "QuantConfig | N
     from .plan.memory import options, plan_memory
     from .targets import find_target
 
+    from .quantize.kv_cache import check_kv_dtype
+
     config, t = read_config(model), find_target(target, targets_dir, jetpack)
-    p = plan_memory(config, t, quant, context, batch)
-    return p, options(config, t, p.context, p.batch)
+    check_kv_dtype(kv_cache)
+    p = plan_memory(config, t, quant, context, batch, kv_cache)
+    return p, options(config, t, p.context, p.batch, kv_cache)
 
 
 def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...] = ("fp16", "int8", "rtn"),

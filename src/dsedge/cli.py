@@ -17,6 +17,8 @@ from .cli_common import _run, _state, app, console, is_terminal, out
 
 
 _TARGETS_DIR = typer.Option(None, "--targets-dir", help="Extra folder of target YAML files.")
+_KV_CACHE = typer.Option("fp16", "--kv-cache", help="KV cache dtype: fp16, or int8 (static per-channel scales calibrated "
+                         "on --calib; half the cache memory).")
 
 
 def _progress(enabled: bool):
@@ -108,6 +110,9 @@ def build(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Artifact folder (default artifacts/<model>-<method>-<target>)."),
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity, or `self`: text the FP16 model generates (default: the reference corpus's eval split)."),
     eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
+    eval_windows: int = typer.Option(32, "--eval-windows", help="Eval windows to measure accuracy on (at most; fewer when the text is shorter)."),
+    eval_window: int = typer.Option(128, "--eval-window", help="Tokens per eval window: the context perplexity and KL are measured at."),
+    kv_cache: str = _KV_CACHE,
     chat_template: Optional[bool] = typer.Option(None, "--chat-template/--no-chat-template", help="Render calibration records and --eval lines through the tokenizer's chat template (R1: <think> turns); default: the calibration recipe's chat_template, plain eval text."),
     dtype: str = typer.Option("float16", "--dtype", help="Activation dtype of the graph: float16 (TensorRT) or float32."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
@@ -138,7 +143,7 @@ def build(
             method, bits, group_size, False if asym else None, **options)
         with _progress(not as_json) as stage:
             res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file,
-                            eval_separator=eval_separator, reference_model=reference, calib_spec=calib, dtype=dtype,
+                            eval_separator=eval_separator, eval_windows=eval_windows, eval_window=eval_window, kv_cache=kv_cache, reference_model=reference, calib_spec=calib, dtype=dtype,
                             allow_pickle=allow_pickle, overwrite=overwrite, targets_dir=targets_dir,
                             latency=not no_latency, use_cache=not no_cache, check_scope=check, force=force,
                             max_memory_gb=max_memory, budgets=budget, build_engine=not no_engine,
@@ -241,6 +246,9 @@ def compare(
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Text file for perplexity, or `self`: text the FP16 model generates (default: the reference corpus's eval split)."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Calibration for gptq / awq / smoothquant (recipe name, YAML, .txt or .jsonl)."),
     eval_separator: str = typer.Option("newline", "--eval-separator", help="Join --eval lines with: newline (continuous text) or eos (one document per line)."),
+    eval_windows: int = typer.Option(32, "--eval-windows", help="Eval windows to measure accuracy on (at most; fewer when the text is shorter)."),
+    eval_window: int = typer.Option(128, "--eval-window", help="Tokens per eval window: the context perplexity and KL are measured at."),
+    kv_cache: str = _KV_CACHE,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing artifact folders under --output."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of the table."),
@@ -255,7 +263,8 @@ def compare(
 
         results, rows, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
                                      target, output, overwrite, progress, eval_path=eval_file, calib_spec=calib,
-                                     eval_separator=eval_separator, latency=not no_latency, build_engine=False)
+                                     eval_separator=eval_separator, eval_windows=eval_windows, eval_window=eval_window,
+                                     kv_cache=kv_cache, latency=not no_latency, build_engine=False)
         if as_json:
             out.print_json(json.dumps(rows))
             return
@@ -343,6 +352,7 @@ def plan(
     asym: bool = typer.Option(False, "--asym", help="Zero points (as in build)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length (default: the target's max_context)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the target's max_batch)."),
+    kv_cache: str = _KV_CACHE,
     targets_dir: Optional[Path] = _TARGETS_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print the plan and the FP16 / INT8 / INT4 options as JSON."),
 ):
@@ -352,7 +362,7 @@ def plan(
         from .plan.memory import GiB
 
         quant = api.plan_config(method, bits, group_size, False if asym else None)
-        p, opts = api.plan(model, target, quant, context, batch, targets_dir, jetpack)
+        p, opts = api.plan(model, target, quant, context, batch, targets_dir, jetpack, kv_cache)
         if as_json:
             out.print_json(json.dumps({"plan": p.to_dict(), "options": [o.to_dict() for o in opts]}))
         else:

@@ -140,16 +140,20 @@ def bench_cmd(
     graph: str = typer.Option("auto", "--graph", help="This host, onnxruntime: auto (the host graph: MatMulNBits, "
                               "GroupQueryAttention, FP32 activations, where the artifact has one), host, or standard "
                               "(model.onnx, the graph TensorRT gets)."),
+    accuracy: bool = typer.Option(False, "--accuracy", help="Also run the build's eval windows through the same "
+                                  "runtime and score them against the FP16 reference the artifact carries: KL "
+                                  "(top-64 ids + rest, a lower bound), top-1 agreement, perplexity."),
     root: Optional[str] = _ROOT, python: Optional[str] = _PYTHON, known_hosts: Optional[Path] = _KNOWN,
     identity: Optional[Path] = _IDENT, accept_new_host_key: bool = _ACCEPT, as_json: bool = _JSON,
 ):
-    """Time to first token, per-token decode latency, peak memory, power and energy per token,
-    measured where the engine runs; recorded in the artifact's report and budget table."""
+    """Time to first token, per-token decode latency, peak memory, power and energy per token
+    (and, with --accuracy, KL / top-1 / perplexity against FP16), measured where the engine runs;
+    recorded in the artifact's report and budget table."""
     def go():
         from . import deploy
         b = deploy.bench(artifact, device, runtime=runtime, prompt_tokens=prompt_tokens, decode_tokens=decode_tokens,
                          runs=runs, warmup=warmup, power_root=power_root, write=write, accuracy_level=accuracy_level, graph=graph,
-                         **_ssh_kwargs(root, python, known_hosts, identity, accept_new_host_key))
+                         accuracy=accuracy, **_ssh_kwargs(root, python, known_hosts, identity, accept_new_host_key))
         if as_json:
             out.print_json(json.dumps(b, default=str))
             return
@@ -178,9 +182,29 @@ def bench_cmd(
             t.add_row("power mode", f"{plat['power_mode']['name']} (id {plat['power_mode']['id']})")
         if plat.get("clocks"):
             t.add_row("clocks", ", ".join(f"{k} {v:g}" for k, v in plat["clocks"].items()))
+        for row in _accuracy_rows(b.get("accuracy")):
+            t.add_row(*row)
         out.print(t)
         for w in plat.get("warnings", []):
             console.print(f"[yellow]warning:[/yellow] {w}")
         if write:
             console.print(f"recorded in {artifact}/report.json (measured), bench.json, report.md")
     _run(go)
+
+
+def _accuracy_rows(a: dict | None) -> list[tuple[str, str]]:
+    """The bench table's rows for --accuracy: the device's figures beside the build's (host) ones."""
+    if not a:
+        return []
+    b = a.get("build") or {}
+
+    def was(k, fmt):
+        return "" if b.get(k) is None else f" (build: {fmt.format(b[k])})"
+
+    graph = f" over {a['graph']}" if a.get("graph") else ""
+    return [("accuracy measured on", f"{a['where']}, {a['runtime']}{graph}: {a['windows']} eval windows of "
+                                     f"{a['window_tokens']} tokens, {a['scored_positions']} scored positions"),
+            (f"KL vs FP16 (top-{a['top_k']} + rest)", f"{a['kl']:.4g} nats/token, a lower bound" + was("kl", "{:.4g}")),
+            ("top-1 agreement vs FP16", f"{a['top1_agreement']:.2%}" + was("top1_agreement", "{:.2%}")),
+            ("perplexity", f"{a['perplexity']:.4f} (FP16 {a['fp16_reference_perplexity']:.4f}, "
+                           f"{a['ppl_change_pct']:+.2f} %)" + was("perplexity", "{:.4f}"))]

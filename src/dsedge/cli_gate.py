@@ -23,6 +23,9 @@ def gate(
     min_task_acc: Optional[str] = typer.Option(None, "--min-task-acc", help="Lowest task accuracy (0.8 or 80%)."),
     max_latency_increase: Optional[str] = typer.Option(None, "--max-latency-increase", help="Host (onnxruntime CPU) median latency rise allowed: '10%' or ms."),
     max_size_increase: Optional[str] = typer.Option(None, "--max-size-increase", help="Size rise allowed: '5%' or MB."),
+    max_device_ppl_increase: Optional[str] = typer.Option(None, "--max-device-ppl-increase", help="Device-measured (dsedge bench --accuracy) perplexity rise allowed over the baseline's: '1%' or absolute."),
+    max_device_kl: Optional[str] = typer.Option(None, "--max-device-kl", help="Highest device-measured KL vs FP16 (top-64 + rest, nats/token)."),
+    min_device_top1: Optional[str] = typer.Option(None, "--min-device-top1", help="Lowest device-measured top-1 agreement vs FP16 (0.95 or 95%)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML (one test case per metric) here."),
     summary: Optional[Path] = typer.Option(None, "--summary", help="Append the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY; created if missing)."),
     update: bool = typer.Option(False, "--update-baseline", help="Write the candidate as the new baseline file instead of gating."),
@@ -41,7 +44,8 @@ def gate(
             return
         thresholds = dict(max_ppl_increase=max_ppl_increase, max_kl=max_kl, min_top1=min_top1,
                           min_task_acc=min_task_acc, max_latency_increase=max_latency_increase,
-                          max_size_increase=max_size_increase)
+                          max_size_increase=max_size_increase, max_device_ppl_increase=max_device_ppl_increase,
+                          max_device_kl=max_device_kl, min_device_top1=min_device_top1)
         res = api.gate(candidate, baseline, thresholds, junit=junit, summary=summary)
         if as_json:
             out.print_json(json.dumps(res.to_dict()))

@@ -21,6 +21,9 @@ class BuildOptions:
     eval_path: str | Path | None = None
     dtype: str = "float16"
     eval_separator: str = "newline"
+    eval_windows: int = 32                   # --eval-windows: eval windows (at most; fewer when the text is short)
+    eval_window: int = 128                   # --eval-window: tokens per eval window (the context perplexity sees)
+    kv_cache: str = "fp16"                   # --kv-cache: fp16 | int8 (quantize/kv_cache.py)
     reference_model: str | Path | None = None
     calib_spec: str | Path | None = None
     allow_pickle: bool = False
@@ -47,6 +50,14 @@ class BuildOptions:
         if self.check_scope not in CHECK_SCOPES:
             raise UsageError(f"--check {self.check_scope} is not one of {', '.join(CHECK_SCOPES)}",
                              "use --check auto")
+        if self.eval_windows < 1:
+            raise UsageError(f"--eval-windows {self.eval_windows} must be at least 1", "use --eval-windows 32")
+        if self.eval_window < 16:
+            raise UsageError(f"--eval-window {self.eval_window} is too short to measure perplexity on",
+                             "use --eval-window 128 (or more, up to the model's max_position_embeddings)")
+        from .quantize.kv_cache import check_kv_dtype
+
+        check_kv_dtype(self.kv_cache)
         object.__setattr__(self, "budgets", tuple(self.budgets))
 
     @property

@@ -204,3 +204,24 @@ def test_default_context_is_capped_at_the_models_positions():
     over = plan_memory(config, target, context=target.profile.max_context)
     assert over.context == target.profile.max_context and any("max_position_embeddings" in n for n in over.notes)
     assert plan_memory(cfg("r1-distill-qwen-7b"), target).context == target.profile.max_context
+
+
+@pytest.mark.parametrize("name", sorted(KV_4096))
+def test_int8_kv_cache_is_half_the_fp16_one(name):
+    fp16 = plan_memory(cfg(name), find_target("h100"), context=4096, batch=1)
+    int8 = plan_memory(cfg(name), find_target("h100"), context=4096, batch=1, kv_cache="int8")
+    assert int8.kv_bytes * 2 == fp16.kv_bytes == KV_4096[name]
+    assert int8.total_bytes == fp16.total_bytes - KV_4096[name] // 2
+    assert int8.to_dict()["kv_cache_dtype"] == "int8" and "x 1 B" in int8.kv_formula
+
+
+def test_plan_cli_takes_kv_cache():
+    path = CONFIGS / "r1-distill-qwen-7b.json"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "dsedge", "plan", "--model", str(path), "--target",
+                                     "orin-nano-8", "--bits", "4", "--context", "32768", "--batch", "1", *a, "--json"],
+                                    capture_output=True, text=True, timeout=120)
+    fp16, int8 = (json.loads(run(*a).stdout)["plan"] for a in ((), ("--kv-cache", "int8")))
+    assert fp16["kv_bytes_per_token"] == 57_344 and int8["kv_bytes_per_token"] == 28_672
+    bad = run("--kv-cache", "int4")
+    assert bad.returncode == 2 and "--kv-cache int4 is not one of fp16, int8" in bad.stderr + bad.stdout
+    assert "Traceback" not in bad.stderr

@@ -7,10 +7,10 @@ import torch
 
 
 @torch.no_grad()
-def torch_greedy(model, ids: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch greedy decoding through transformers' own KV cache (DynamicCache), n tokens,
-    never stopping at EOS. -> tokens (B, n), logits at each step (B, n, V)."""
-    out = model(input_ids=ids, use_cache=True)
+def torch_greedy(model, ids: torch.Tensor, n: int, new_cache=None) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch greedy decoding through transformers' own KV cache (DynamicCache, or what
+    new_cache() makes), n tokens, never stopping at EOS. -> tokens (B, n), logits at each step (B, n, V)."""
+    out = model(input_ids=ids, past_key_values=new_cache() if new_cache else None, use_cache=True)
     tokens, logits = [], []
     for _ in range(n):
         logits.append(out.logits[:, -1].float())

@@ -12,6 +12,7 @@ import numpy as np
 # quantization error of the artifact. Level 1 keeps activations in fp32: the accuracy figures
 # are those of the weights alone, as TensorRT runs them. Recorded in every report.
 ACCURACY_LEVEL = 1
+CACHE_DTYPES = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(int8)": np.int8}
 
 
 class OnnxDecoder:
@@ -43,7 +44,8 @@ class OnnxDecoder:
         self.path, self.accuracy_level = Path(path), accuracy_level
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.cache_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
-        self.dtype = np.float16 if self.cache_inputs[0].type == "tensor(float16)" else np.float32
+        # the cache's dtype: the activations' (float16 / float32), or int8 (--kv-cache int8)
+        self.dtype = CACHE_DTYPES[self.cache_inputs[0].type]
         # (batch, heads, past, dim) per cache input: K/V heads, or 1 for MLA's compressed cache
         self.cache_dims = [(i.shape[1], i.shape[3]) for i in self.cache_inputs]
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -82,4 +84,5 @@ def _has_activation_qdq(path: Path) -> bool:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    outputs = {o.name for o in model.graph.output}       # an INT8 KV cache's writes are not activations
+    return any(n.op_type == "QuantizeLinear" and n.output[0] not in outputs for n in model.graph.node)

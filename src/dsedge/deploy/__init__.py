@@ -48,9 +48,12 @@ def devices_status(devices=(), inventory=None, *, root=None, python=None, known_
 def bench(artifact, device: str | None = None, *, runtime: str = "auto", prompt_tokens: int = 128,
           decode_tokens: int = 64, runs: int = 5, warmup: int = 2, root: str | None = None, python: str | None = None,
           known_hosts=None, identity=None, accept_new_host_key: bool = False, power_root: str = "/",
-          write: bool = True, accuracy_level: int = 1, graph: str = "auto"):
+          write: bool = True, accuracy_level: int = 1, graph: str = "auto", accuracy: bool = False):
     """Benchmark the artifact here (or its active release on `device` over SSH); results go into
-    the artifact's report (measured section, budgets) unless write=False -> the bench dict."""
+    the artifact's report (measured section, budgets) unless write=False -> the bench dict.
+    accuracy=True: also run the build's eval windows through that runtime and score them against
+    the FP16 reference the artifact carries (the bench dict's "accuracy", report.json
+    measured.accuracy)."""
     from .benchmark import BenchOptions, run
 
     from .device.runtime import ACCURACY_LEVELS
@@ -59,7 +62,7 @@ def bench(artifact, device: str | None = None, *, runtime: str = "auto", prompt_
     if accuracy_level not in ACCURACY_LEVELS:
         raise UsageError(f"--accuracy-level {accuracy_level} is not one of {', '.join(map(str, ACCURACY_LEVELS))}",
                          "use 1 (float activations, the default) or 4 (INT8 activations in onnxruntime's int4 kernel)")
-    opts = BenchOptions(runtime, prompt_tokens, decode_tokens, runs, warmup, power_root, accuracy_level, graph)
+    opts = BenchOptions(runtime, prompt_tokens, decode_tokens, runs, warmup, power_root, accuracy_level, graph, accuracy)
     target, ssh = (None, None)
     if device and graph == "host":
         raise UsageError("--graph host runs on this host only", "drop --device, or --graph")

@@ -19,7 +19,7 @@ from ..errors import TargetError
 from . import graph as G
 from .settings import profiles as make_profiles
 from .support import (ACTIVATION_PRECISION, IO_ONLY_TYPES, MIN_CC, MIN_OPSET, OPS, QUANT, QUANTIZED_TYPES,
-                      SCALE_TYPES, TENSOR_TYPES, UNSUPPORTED, parse_version, table_for, trt_version_row)
+                      S_QDQ_IO, SCALE_TYPES, TENSOR_TYPES, UNSUPPORTED, parse_version, table_for, trt_version_row)
 
 
 @dataclass(frozen=True)
@@ -119,10 +119,44 @@ class _Checker:
                 need = ".".join(map(str, MIN_CC[dtype][0]))
                 self.fail(name, "", f"{dtype} needs compute capability {need}, {self.t.name} has "
                           f"{self.t.gpu.compute_capability}", MIN_CC[dtype][1])
-        for v in g.input:
+        for v in [*g.input, *g.output]:   # the activations' dtype: the cache's, or (INT8 cache) the logits'
             act = self.types.get(v.name)
-            if v.name.startswith("past_key_values.") and act in ACTIVATION_PRECISION:
+            if (v.name.startswith("past_key_values.") or v.name == "logits") and act in ACTIVATION_PRECISION:
                 self.needs.add(ACTIVATION_PRECISION[act])
+
+    def check_quantized_io(self):
+        """INT8 graph inputs are read by DequantizeLinear only, INT8 outputs written by
+        QuantizeLinear, each with a constant scalar / 1-D scale (an INT8 KV cache)."""
+        g = self.m.graph
+        producer = {o: n for n in g.node for o in n.output}
+        for v in g.input:
+            if self.types.get(v.name) != "INT8":
+                continue
+            self.needs.add("int8")
+            for c in self.consumers.get(v.name, []):
+                if c.op_type != "DequantizeLinear" or c.input[0] != v.name:
+                    self.fail(v.name, c.op_type, f"INT8 input {v.name!r} feeds {c.op_type}: TensorRT reads a quantized "
+                              "input through DequantizeLinear only", S_QDQ_IO)
+                else:
+                    self._check_io_scale(c, v.name)
+        for v in g.output:
+            if self.types.get(v.name) != "INT8":
+                continue
+            n = producer.get(v.name)
+            if n is None or n.op_type != "QuantizeLinear":
+                self.fail(v.name, n.op_type if n else "", f"INT8 output {v.name!r} is not written by QuantizeLinear",
+                          S_QDQ_IO)
+            else:
+                self._check_io_scale(n, v.name)
+
+    def _check_io_scale(self, n, name):
+        scale = n.input[1] if len(n.input) > 1 else ""
+        init = self.inits.get(scale)
+        if scale not in self.const or (init is not None and len(init.dims) > 1):
+            self.fail(name, n.op_type, f"scale {scale!r} of {name!r} must be a build-time constant scalar or 1-D tensor",
+                      S_QDQ_IO)
+        if len(n.input) > 2 and n.input[2]:
+            self.check_zero_point(n, n.name or name, n.input[2])
 
     # -- nodes --------------------------------------------------------------------------------
     def check_nodes(self):
@@ -290,6 +324,7 @@ def check_onnx(path_or_model, target) -> CompatReport:
     c = _Checker(model, base, target)
     c.check_versions()
     c.check_types()
+    c.check_quantized_io()
     c.check_nodes()
     c.check_precisions()
     c.check_profiles()

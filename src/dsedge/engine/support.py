@@ -152,6 +152,11 @@ SCALE_TYPES = FLOATS  # DequantizeLinear scale = output type; TensorRT: FP32, FP
 
 # Activation dtypes -> the Target.precisions entry they need, and the compute capability
 ACTIVATION_PRECISION = {"FLOAT16": "fp16", "BFLOAT16": "bf16"}
+# Quantized network inputs / outputs (an INT8 KV cache): TensorRT takes INT8 I/O tensors in an
+# explicitly quantized network, read only through a Dequantize layer and written by a Quantize
+# layer, each with a build-time constant scalar or 1-D scale and a zero zero point.
+S_QDQ_IO = ("TensorRT operator docs, Dequantize / Quantize ('scale ... must be a build-time constant scalar or a 1D "
+            "tensor'; T1: int8); developer guide, 'Working with Quantized Types' (symmetric, zero point 0)")
 MIN_CC = {"BFLOAT16": ((8, 0), S_MATRIX), "FLOAT8E4M3FN": ((8, 9), S_MATRIX)}
 
 

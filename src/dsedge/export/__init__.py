@@ -16,6 +16,7 @@ from ..errors import DsedgeError
 from ..load.lean import buffers_of
 from .contract import TOLERANCE, DecoderContract
 from .assemble import Uncuttable, assemble, depth_plan
+from .kv_cache import quantize_cache
 from .trace import PARAM_PREFIX, trace_decoder
 from .weights import fill_weights
 
@@ -119,17 +120,20 @@ def _structure(config, dtype, opset, cache, assembled: bool = True) -> tuple:
 def export_onnx(config, tensor: Callable[[str], torch.Tensor], qweights: Mapping, qspec: Callable[[str], dict],
                 path: Path, dtype: torch.dtype = torch.float16, opset: int = OPSET,
                 act_scales: Mapping[str, float] | None = None, cache=None, assembled: bool = True,
-                metadata: Mapping[str, str] | None = None) -> ExportResult:
+                metadata: Mapping[str, str] | None = None, kv_scales: Mapping | None = None) -> ExportResult:
     """Write `path` (+ `path.data` over EXTERNAL_DATA_OVER), one tensor in memory at a time; check it.
     cache: a dsedge.cache.StageCache for the weight-independent trace (see trace_decoder).
     assembled: trace the first layers and copy them (export/assemble.py); False traces every layer.
-    metadata: the model's metadata_props (what built it: dsedge.stages.export.onnx_metadata)."""
+    metadata: the model's metadata_props (what built it: dsedge.stages.export.onnx_metadata).
+    kv_scales: an INT8 KV cache's scales (quantize/kv_cache.py); None: the cache at the activations' dtype."""
     import onnx
     import onnx_ir as ir
 
     t0 = time.perf_counter()
     model, params, traced, whole = _structure(config, dtype, opset, cache, assembled)
     counts = fill_weights(model, params, tensor, qweights, qspec, act_scales)
+    if kv_scales:
+        quantize_cache(model, DecoderContract.from_config(config), kv_scales)
     model.producer_name = "dsedge"
     model.metadata_props.update(metadata or {})
     # every graph's: MoE experts keep their weights in their If branches

@@ -83,6 +83,9 @@ class _Source:
                    for n in g.node if n.op_type == "DequantizeLinear"}
         if any(n.op_type == "If" for n in g.node):
             raise Unhostable("its MoE layers (one If per expert) have no host form yet")
+        if any(i.name.startswith("past_key_values.") and i.type.tensor_type.elem_type == TensorProto.INT8
+               for i in g.input):
+            raise Unhostable("its KV cache is INT8 (--kv-cache int8), which GroupQueryAttention does not take here")
         if any(n.op_type == "QuantizeLinear" for n in g.node):
             raise Unhostable("its activations are quantized in the graph (W8A8), which MatMulNBits does not do")
 

@@ -21,6 +21,7 @@ def baseline_dict(g: Gateable) -> dict:
         "eval": {"sha256": g.eval_sha256, "source": g.eval_source},
         "metrics": g.metrics,
         "missing": g.missing,
+        **({"device": g.device} if g.device else {}),
     }
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
 from .inputs import Gateable
-from .thresholds import Limit, Thresholds, describe
+from .thresholds import DEVICE, Limit, Thresholds, describe
 
 HOST = "onnxruntime CPU on the machine that built it (host, not the target)"
 
@@ -130,4 +130,24 @@ def run_gate(cand: Gateable, base: Gateable, t: Thresholds) -> GateResult:
                   t.max_latency_increase, "--max-latency-increase", "{:.2f}", " ms"),
         _increase("size_mb", "size (MB)", cand, base, t.max_size_increase, "--max-size-increase", "{:.3f}", " MB"),
     ]
-    return GateResult(cand, base, t, rows)
+    return GateResult(cand, base, t, rows + _device_rows(cand, base, t))
+
+
+def _device_rows(cand: Gateable, base: Gateable, t: Thresholds) -> list[Row]:
+    """The figures `dsedge bench --accuracy` measured on a device: rows only where either side has
+    them or a device limit is set (a build never benched shows the table it always had)."""
+    if not (cand.device or base.device or any(getattr(t, k) is not None for k in DEVICE)):
+        return []
+    rows = [
+        _increase("device_perplexity", "perplexity (on device)", cand, base, t.max_device_ppl_increase,
+                  "--max-device-ppl-increase", "{:.4f}"),
+        _level("device_kl", "KL vs FP16 on device (top-64 + rest, lower bound)", cand, base, t.max_device_kl,
+               "--max-device-kl", True, "{:.4g}"),
+        _level("device_top1_agreement", "top-1 agreement vs FP16 on device", cand, base, t.min_device_top1,
+               "--min-device-top1", False, "{:.2%}"),
+    ]
+    where = f"candidate measured on {cand.device}" if cand.device else ""
+    for r in rows:
+        if r.candidate is not None and where:
+            r.note = f"{r.note}; {where}" if r.note else where
+    return rows

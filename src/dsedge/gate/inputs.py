@@ -26,7 +26,14 @@ METRICS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "decode_ms_p90": (("host_latency", "decode_ms_p90"), "ms/token", "host decode latency, p90"),
     "prefill_ms_median": (("host_latency", "prefill_ms_median"), "ms", "host prefill latency, median"),
     "prefill_ms_p90": (("host_latency", "prefill_ms_p90"), "ms", "host prefill latency, p90"),
+    # measured where the engine runs, by `dsedge bench --accuracy` (present only after it ran)
+    "device_perplexity": (("measured", "accuracy", "perplexity"), "", "perplexity measured on the device's runtime"),
+    "device_kl": (("measured", "accuracy", "kl"), "nats/token",
+                  "KL(FP16 reference ‖ device runtime) over the reference's top-64 ids + rest: a lower bound"),
+    "device_top1_agreement": (("measured", "accuracy", "top1_agreement"), "",
+                              "share of positions with FP16's argmax, on the device's runtime"),
 }
+DEVICE_METRICS = ("device_perplexity", "device_kl", "device_top1_agreement")
 
 
 @dataclass
@@ -41,11 +48,15 @@ class Gateable:
     source_name: str | None = None
     source_sha256: str | None = None
     dsedge_version: str | None = None
+    device: str | None = None                   # where / runtime of the device-measured figures, if any
 
 
 # what a metric's value must be to mean anything (else the file is malformed: exit 2, not a regression)
 _RANGE = {"perplexity": (0.0, None, "a perplexity > 0"), "kl": (0.0, None, "a KL divergence >= 0"),
-          "top1_agreement": (0.0, 1.0, "a share in [0, 1]"), "task_accuracy": (0.0, 1.0, "a share in [0, 1]")}
+          "top1_agreement": (0.0, 1.0, "a share in [0, 1]"), "task_accuracy": (0.0, 1.0, "a share in [0, 1]"),
+          "device_perplexity": (0.0, None, "a perplexity > 0"), "device_kl": (0.0, None, "a KL divergence >= 0"),
+          "device_top1_agreement": (0.0, 1.0, "a share in [0, 1]")}
+_POSITIVE = ("perplexity", "device_perplexity")
 
 
 def _get(d, keys, where: str = "report"):
@@ -65,7 +76,7 @@ def _value(v, name: str, field_name: str, where: str) -> float | None:
         return None
     lo, hi, meaning = _RANGE.get(name, (0.0, None, "a number >= 0"))
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
-        (v > lo if name == "perplexity" else v >= lo) and (hi is None or v <= hi)
+        (v > lo if name in _POSITIVE else v >= lo) and (hi is None or v <= hi)
     if not ok:
         raise UsageError(f"{where}: {field_name} is {v!r}, not {meaning}",
                          "pass a report.json or baseline file dsedge wrote (rebuild it if it was edited)")
@@ -120,13 +131,17 @@ def from_report(r: dict, path: Path, kind: str, manifest: dict | None = None, ro
                          "pass a report.json dsedge wrote (rebuild it if it was edited)")
     label = " · ".join(str(x) for x in (_get(r, ("model", "name"), where), _get(r, ("quantization", "label"), where),
                                         _get(r, ("target", "name"), where)) if x)
+    acc = _get(r, ("measured", "accuracy"), where)
+    device = f"{acc.get('where')}, {acc.get('runtime')}" if isinstance(acc, dict) else None
     return Gateable(path, kind, label, metrics, missing,
                     eval_sha256=_get(r, ("eval", "sha256"), where), eval_source=_get(r, ("eval", "source"), where),
                     source_name=src.get("name") or _get(r, ("model", "name"), where), source_sha256=src.get("sha256"),
-                    dsedge_version=r.get("dsedge_version"))
+                    dsedge_version=r.get("dsedge_version"), device=device)
 
 
 def _why_missing(r: dict, metric: str) -> str:
+    if metric in DEVICE_METRICS:
+        return "not measured on a device (dsedge bench ARTIFACT --accuracy)"
     if METRICS[metric][0][0] == "host_latency":
         return "host latency was not measured (--no-latency, or a truncated check)"
     if r.get("onnx") is None:
@@ -153,4 +168,5 @@ def from_baseline(data: dict, path: Path) -> Gateable:
     if not isinstance(ev, dict) or not isinstance(src, dict):
         raise UsageError(f"baseline {path}: eval and source must be objects", "write a new baseline with --update-baseline")
     return Gateable(path, "baseline", data.get("label", ""), metrics, missing, ev.get("sha256"), ev.get("source"),
-                    src.get("name"), src.get("sha256"), data.get("dsedge_version"))
+                    src.get("name"), src.get("sha256"), data.get("dsedge_version"),
+                    data.get("device") if isinstance(data.get("device"), str) else None)

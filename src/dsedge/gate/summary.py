@@ -24,4 +24,8 @@ def to_markdown(res: GateResult) -> str:
             r.label, r.show(r.baseline), r.show(r.candidate), r.change, r.limit, _MARK[r.status], r.note)) + " |")
     lines += ["", "Accuracy figures are the ONNX graph's, measured in onnxruntime against each report's own FP16 "
                   "reference on the same eval data. Host latency is onnxruntime on a CPU, indicative only."]
+    if any(r.metric.startswith("device_") for r in res.rows):
+        lines.append("The *on device* rows were measured by `dsedge bench --accuracy` on the device's own runtime "
+                     "against the same FP16 reference; their KL covers the reference's top-64 ids plus the rest "
+                     "(a lower bound of the full KL).")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,8 @@ Two kinds of limit:
   baseline: "1%" is relative, a bare number is absolute in the metric's unit (perplexity, ms, MB);
   levels (`max_kl`, `min_top1`, `min_task_acc`) are absolute on the candidate: a bare number, or a
   percentage of 1 for the fractions ("95%" = 0.95).
+The `device` ones (`max_device_ppl_increase`, `max_device_kl`, `min_device_top1`) are the same
+kinds over the figures `dsedge bench --accuracy` measured on the device's runtime.
 A value of none / off drops a limit (the metric is then shown, not gated).
 """
 from __future__ import annotations
@@ -39,15 +41,19 @@ class Thresholds:
     min_task_acc: float | None = None
     max_latency_increase: Limit | None = None
     max_size_increase: Limit | None = None
+    max_device_ppl_increase: Limit | None = None   # device-measured (dsedge bench --accuracy), vs the baseline's
+    max_device_kl: float | None = None
+    min_device_top1: float | None = None
     sources: dict[str, str] | None = None       # field -> "default" | file path | "command line"
 
     def origin(self, name: str) -> str:
         return (self.sources or {}).get(name, "default")
 
 
-INCREASES = ("max_ppl_increase", "max_latency_increase", "max_size_increase")
-LEVELS = ("max_kl", "min_top1", "min_task_acc")
-FRACTIONS = ("min_top1", "min_task_acc")
+INCREASES = ("max_ppl_increase", "max_latency_increase", "max_size_increase", "max_device_ppl_increase")
+LEVELS = ("max_kl", "min_top1", "min_task_acc", "max_device_kl", "min_device_top1")
+FRACTIONS = ("min_top1", "min_task_acc", "min_device_top1")
+DEVICE = ("max_device_ppl_increase", "max_device_kl", "min_device_top1")
 KEYS = INCREASES + LEVELS
 OPTION = {k: "--" + k.replace("_", "-") for k in KEYS}
 

@@ -52,12 +52,12 @@ def ttft_ms(active_params: int, target: Target, precision: str, tokens: int = TT
 
 
 def estimate_budgets(config: dict, target: Target, quant: QuantConfig | None = None,
-                     ppl_increase_pct: float | None = None) -> list[Estimate]:
+                     ppl_increase_pct: float | None = None, kv_cache: str = "fp16") -> list[Estimate]:
     """Estimates for a build of `config` with the config `quant` (None: FP16) on `target` at its
     profile and power mode. `ppl_increase_pct`, when given, is the build's own (host) measurement."""
     q = quant or Fp16Config()
-    plan = plan_memory(config, target, q, target.profile.max_context, target.profile.max_batch)
-    kv1 = plan_memory(config, target, q, target.profile.max_context, 1).kv_bytes
+    plan = plan_memory(config, target, q, target.profile.max_context, target.profile.max_batch, kv_cache)
+    kv1 = plan_memory(config, target, q, target.profile.max_context, 1, kv_cache).kv_bytes
     bw = target.memory.bandwidth_gbs
     eff = target.efficiency
     _, prec = _throughput(target, q.matmul_precision)

@@ -29,7 +29,7 @@ from ..quantize.configs import Fp16Config, QuantConfig
 from ..targets.schema import Target
 
 GiB = 1 << 30
-KV_BYTES = 2     # FP16 cache
+KV_BYTES = {"fp16": 2, "int8": 1}   # per cached value (--kv-cache; INT8's per-channel scales: a few KB)
 ACT_BYTES = 2    # FP16 activations
 
 
@@ -146,6 +146,7 @@ class MemoryPlan:
     usable_bytes: int
     active_params: int = 0             # matmul params used per token (MoE: routed top-k + shared)
     notes: list[str] = field(default_factory=list)
+    kv_cache: str = "fp16"             # the cache's dtype (--kv-cache)
 
     @property
     def weight_bytes(self) -> int:
@@ -168,7 +169,7 @@ class MemoryPlan:
         return {"architecture": self.architecture, "target": self.target, "method": self.method, "bits": self.bits,
                 "context": self.context, "batch": self.batch, "prompt": self.prompt, "params": self.params,
                 "active_params": self.active_params, "weight_read_per_token_bytes": self.weight_read_bytes,
-                "kv_bytes_per_token": self.kv_bytes // max(1, self.context * self.batch),
+                "kv_cache_dtype": self.kv_cache, "kv_bytes_per_token": self.kv_bytes // max(1, self.context * self.batch),
                 "weights_gib": g(self.weight_bytes), "weights_by_part_gib": {k: g(v) for k, v in self.weight_parts.items()},
                 "kv_cache_gib": g(self.kv_bytes), "workspace_gib": g(self.workspace_bytes),
                 "runtime_gib": g(self.overhead_bytes), "total_gib": g(self.total_bytes),
@@ -194,17 +195,18 @@ class MemoryPlan:
         return r
 
 
-def kv_cache_bytes(config: dict, context: int, batch: int) -> tuple[int, str]:
+def kv_cache_bytes(config: dict, context: int, batch: int, kv_cache: str = "fp16") -> tuple[int, str]:
     s = arch_for(config, plan_only=True)
     L = _get(config, "num_hidden_layers")
     (_, k_heads, k_dim), (_, v_heads, v_dim) = s.cache_layout(config)
-    per_token = L * (k_heads * k_dim + v_heads * v_dim) * KV_BYTES
+    b = KV_BYTES[kv_cache]
+    per_token = L * (k_heads * k_dim + v_heads * v_dim) * b
     if s.attention == "mla":   # one latent + one shared rotary key per layer
-        how = (f"{L} layers x {k_dim + v_dim} (kv_lora_rank + rope dim) x 2 B = {per_token:,} B per token, "
+        how = (f"{L} layers x {k_dim + v_dim} (kv_lora_rank + rope dim) x {b} B = {per_token:,} B per token, "
                f"x {context} x {batch}")
     else:
-        how = f"{L} layers x {k_heads} KV heads x {k_dim} x {context} x {batch} x 2 (K,V) x 2 B"
-    return per_token * context * batch, how
+        how = f"{L} layers x {k_heads} KV heads x {k_dim} x {context} x {batch} x 2 (K,V) x {b} B"
+    return per_token * context * batch, how + (" (INT8 cache)" if kv_cache == "int8" else "")
 
 
 def workspace_bytes(config: dict, prompt: int, batch: int) -> tuple[int, str]:
@@ -228,7 +230,7 @@ def workspace_bytes(config: dict, prompt: int, batch: int) -> tuple[int, str]:
 
 
 def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, context: int | None = None,
-                batch: int | None = None) -> MemoryPlan:
+                batch: int | None = None, kv_cache: str = "fp16") -> MemoryPlan:
     """Memory of a build of this config with `quant` (None: FP16) on `target` at `context` x
     `batch` (defaults: the target's profile). `quant` is the build's own config object: its group
     size and zero points are what the weights are counted at."""
@@ -246,7 +248,7 @@ def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, 
         parts[t.part] = parts.get(t.part, 0) + tensor_bytes(t, q)
     read = sum(tensor_bytes(t, q, t.active) for t in tensors)
     active = sum(t.in_features * t.out_features * t.active for t in tensors if t.in_features > 1)
-    kv, kv_f = kv_cache_bytes(config, context, batch)
+    kv, kv_f = kv_cache_bytes(config, context, batch, kv_cache)
     prompt = min(target.profile.max_prompt, context)
     ws, ws_f = workspace_bytes(config, prompt, batch)
     notes = [note for key, note in spec.plan_notes.items() if config.get(key)]
@@ -254,7 +256,8 @@ def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, 
         notes.append(f"context {context} is beyond the model's {positions} positions (max_position_embeddings)")
     return MemoryPlan(spec.name, target.name, q.label(), q.bits, context, batch, prompt,
                       sum(t.params for t in tensors), parts, read, kv, kv_f, ws, ws_f,
-                      int(target.memory.runtime_overhead_gb * GiB), int(target.memory.usable_gb * GiB), active, notes)
+                      int(target.memory.runtime_overhead_gb * GiB), int(target.memory.usable_gb * GiB), active, notes,
+                      kv_cache)
 
 
 # option -> (method, bits, the target precision it needs)
@@ -283,10 +286,11 @@ class Option:
                 "fits": self.fits}
 
 
-def options(config: dict, target: Target, context: int | None = None, batch: int | None = None) -> list[Option]:
-    """Which of fp16 / int8 / int4 fit this target at context x batch."""
+def options(config: dict, target: Target, context: int | None = None, batch: int | None = None,
+            kv_cache: str = "fp16") -> list[Option]:
+    """Which of fp16 / int8 / int4 fit this target at context x batch (with that KV cache)."""
     from ..quantize.methods import config_from_options
 
     return [Option(p, m, b, need in target.precisions,
-                   plan_memory(config, target, config_from_options(m, b), context, batch))
+                   plan_memory(config, target, config_from_options(m, b), context, batch, kv_cache))
             for p, (m, b, need) in OPTIONS.items()]

@@ -7,7 +7,7 @@ import base64
 from html import escape
 
 from . import figures
-from .tables import layer_stats, summary_rows
+from .tables import device_accuracy_rows, layer_stats, summary_rows
 
 _CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;
@@ -38,7 +38,7 @@ def _table(rows, head=None) -> str:
 def to_html(r: dict) -> str:
     title = f"dsedge build report: {r['model']['name']} · {r['quantization']['label']} · {r['target']['name']}"
     parts = [f"<h1>{escape(title)}</h1>", _table(summary_rows(r), ("metric", "value"))]
-    parts += _sqnr_section(r) + _kl_section(r) + _latency_section(r)
+    parts += _sqnr_section(r) + _kl_section(r) + _device_accuracy_section(r) + _latency_section(r)
     g, e = r["graph_checked"], r["eval"]
     parts += ["<h2>How this was measured</h2><ul>",
               f"<li>Graph checked: <code>{escape(g['file'])}</code>, {escape(g['activations'])} activations on "
@@ -92,6 +92,18 @@ def _kl_section(r: dict) -> list[str]:
     if q:
         out.append(_table([[f"{v:.3g}" for v in q.values()]], list(q)))
     return out
+
+
+def _device_accuracy_section(r: dict) -> list[str]:
+    a = (r.get("measured") or {}).get("accuracy")
+    if not a:
+        return []
+    graph = f" over {a['graph']}" if a.get("graph") else ""
+    return [f"<h2>Accuracy {escape(a['source'])}</h2>",
+            f"<p>dsedge bench --accuracy on {escape(a['where'])}, {escape(a['runtime'])}{escape(graph)}: the build's "
+            f"{a['windows']} eval windows of {a['window_tokens']} tokens ({a['scored_positions']} scored positions) "
+            f"against the FP16 reference summary the artifact carries. {escape(a['note'])}.</p>",
+            _table(device_accuracy_rows(a), ("figure", "measured", "build (host onnxruntime)"))]
 
 
 def _latency_section(r: dict) -> list[str]:

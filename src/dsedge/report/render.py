@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 # summary_rows and layer_stats live in .tables (shared with .html); re-exported here for importers of render.
-from .tables import _f, layer_stats, summary_rows  # noqa: F401
+from .tables import _f, device_accuracy_rows, layer_stats, summary_rows  # noqa: F401
 
 
 def _cell(x) -> str:
@@ -31,7 +31,7 @@ def to_markdown(r: dict) -> str:
               "where both pick the same token.",
               "- Host latency: batch 1 on this machine's CPU (indicative only, not the target).",
               ""]
-    lines += _layers_md(r) + _kl_md(r) + _latency_md(r)
+    lines += _layers_md(r) + _kl_md(r) + _device_accuracy_md(r) + _latency_md(r)
     lines += ["## Stage times (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in r["stage_seconds"].items()]
     return "\n".join(lines) + "\n"
@@ -63,6 +63,20 @@ def _kl_md(r: dict) -> list[str]:
                     "KL above. The histogram is in report.html.", "",
                     "| " + " | ".join(q) + " |", "|" + "---|" * len(q), "| " + " | ".join(f"{v:.3g}" for v in q.values())
                     + " |", ""]
+
+
+def _device_accuracy_md(r: dict) -> list[str]:
+    """`dsedge bench --accuracy`'s figures beside the build's; nothing when it was not run."""
+    a = (r.get("measured") or {}).get("accuracy")
+    if not a:
+        return []
+    graph = f" over {a['graph']}" if a.get("graph") else ""
+    lines = [f"## Accuracy {a['source']}", "",
+             f"dsedge bench --accuracy on {a['where']}, {a['runtime']}{graph}: the build's {a['windows']} eval windows "
+             f"of {a['window_tokens']} tokens ({a['scored_positions']} scored positions) against the FP16 reference "
+             f"summary the artifact carries. {a['note']}.", "",
+             "| figure | measured | build (host onnxruntime) |", "|---|---|---|"]
+    return lines + [f"| {_cell(f)} | {_cell(m)} | {_cell(b)} |" for f, m, b in device_accuracy_rows(a)] + [""]
 
 
 def _latency_md(r: dict) -> list[str]:

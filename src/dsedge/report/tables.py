@@ -52,6 +52,9 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         ]
     else:
         rows.append(("accuracy", f"not measured: {r['accuracy_skipped']}"))
+    acc = (r.get("measured") or {}).get("accuracy")
+    if acc:
+        rows.append((f"accuracy {acc['source']}", device_accuracy_line(acc)))
     if onnx and r["eval"].get("shortcut"):
         rows.append(("accuracy measured on", f"{r['eval']['windows']} eval windows ({r['eval']['shortcut']})"))
     rows.append(("ONNX vs PyTorch", f"max |Δlogit| {fid['max_abs_diff']:.3g} (tolerance {fid['atol']:g} + "
@@ -81,6 +84,22 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
         value = "—" if b["value"] is None else f"{b['value']:.4g}"
         rows.append((f"budget {b['metric']} ({b['source'] or 'n/a'})", f"{value} {b['unit']} ({limit}): {b['status']}"))
     return rows
+
+
+def device_accuracy_line(a: dict) -> str:
+    """One line of `dsedge bench --accuracy`'s figures (report.json measured.accuracy)."""
+    return (f"KL {a['kl']:.4g} nats/token (top-{a['top_k']} ids + rest: a lower bound), top-1 "
+            f"{a['top1_agreement']:.2%}, perplexity {a['perplexity']:.4f} ({a['ppl_change_pct']:+.2f} % vs FP16); "
+            f"{a['where']}, {a['runtime']}")
+
+
+def device_accuracy_rows(a: dict) -> list[tuple[str, str, str]]:
+    """(figure, measured where the engine runs, the build's host onnxruntime figure) rows."""
+    b = a.get("build") or {}
+    return [(f"KL vs FP16 (nats/token; device: top-{a['top_k']} + rest, a lower bound)", _f(a["kl"]), _f(b.get("kl"))),
+            ("top-1 agreement vs FP16", _f(a["top1_agreement"], "{:.2%}"), _f(b.get("top1_agreement"), "{:.2%}")),
+            ("perplexity", _f(a["perplexity"], "{:.4f}"), _f(b.get("perplexity"), "{:.4f}")),
+            ("perplexity change vs FP16 (%)", _f(a["ppl_change_pct"], "{:+.3f}"), _f(b.get("ppl_change_pct"), "{:+.3f}"))]
 
 
 def layer_stats(layers: list[dict]) -> dict | None:

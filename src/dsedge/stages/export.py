@@ -30,7 +30,7 @@ def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Export
 
     ckpt, quant, act_dtype = job.ckpt, job.quant, getattr(torch, dtype)
     key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__,
-                    q.calib.describe() if q.calib else None)
+                    q.calib.describe() if q.calib else None, _scales_digest(q.kv_scales))
     entry = cache.get("export", key, verify=False)        # restore() verifies every byte it copies
     meta = cache.restore(entry, staging, "export") if entry else None
     props = onnx_metadata(job)
@@ -39,13 +39,26 @@ def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Export
         stamp_metadata(exp.path, props)     # the cached graph may come from a build for another target
     else:
         exp = export_onnx(ckpt.config, q.weights_of, q.qweights, q.result.spec, staging / "model.onnx", act_dtype,
-                          act_scales=q.result.act_scales, cache=cache, metadata=props)
+                          act_scales=q.result.act_scales, cache=cache, metadata=props, kv_scales=q.kv_scales)
     for f in TOKENIZER_FILES + CONFIG_FILES:
         if (ckpt.path / f).exists():
             shutil.copy2(ckpt.path / f, staging / f)
     # after generation_config.json is there: it gives onnxruntime-genai the EOS / BOS ids
-    genai_note = write_genai_config(staging, ckpt.raw_config, DecoderContract.from_config(ckpt.config))
+    genai_note = (write_genai_config(staging, ckpt.raw_config, DecoderContract.from_config(ckpt.config))
+                  if q.kv_scales is None else
+                  "no genai_config.json: onnxruntime-genai has no INT8 KV cache type (--kv-cache int8)")
     return Exported(exp, key, meta is not None, genai_note)
+
+
+def _scales_digest(scales) -> str | None:
+    if scales is None:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(scales):
+        h.update(name.encode() + scales[name].astype("<f4").tobytes())
+    return h.hexdigest()
 
 
 def cache_export(cache: StageCache, exported: Exported, staging: Path) -> None:
@@ -65,7 +78,7 @@ def onnx_metadata(job) -> dict[str, str]:
             "dsedge.group_size": "" if group is None else str(group),
             "dsedge.quantization": json.dumps(quant.to_dict(), sort_keys=True, default=str),
             "dsedge.source_name": str(job.ckpt.name), "dsedge.source_sha256": job.ckpt.sha256(),
-            "dsedge.target": job.target.name, "dsedge.tensorrt": str(job.target.tensorrt.version)}
+            "dsedge.kv_cache": job.kv_cache, "dsedge.target": job.target.name, "dsedge.tensorrt": str(job.target.tensorrt.version)}
 
 
 def stamp_metadata(path: Path, props: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ class Loaded:
     data: EvalData
     source: WeightSource            # FP16-rounded float weights, one tensor at a time
     ref_weights: object = None      # the same of ref_ckpt (key -> tensor), or None
+    kv_cache: str = "fp16"          # --kv-cache
 
 
 def default_output(model_name: str, quant: QuantConfig, target: str) -> Path:
@@ -90,9 +91,11 @@ def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -
     ckpt.validate()
     plan = _host_plan(ckpt, o, quant)
     tokenizer = ckpt.tokenizer()
+    _check_eval_window(ckpt, o.eval_window)
     few = dict(max_windows=QUICK_WINDOWS, max_task=QUICK_TASK) if o.check_scope == "quick" else {}
+    windows = few.get("max_windows", o.eval_windows)
     if o.eval_self:
-        data = _self_eval(ref_ckpt or ckpt, tokenizer, o.chat_template, few.get("max_windows", 32))
+        data = _self_eval(ref_ckpt or ckpt, tokenizer, o.chat_template, windows, o.eval_window)
     else:
         if o.eval_path is None:  # the reference corpus: one sentence per line, trained with </s> between
             eval_file, task_file, sep = reference.eval_text_path(), reference.task_path(), "eos"
@@ -100,12 +103,22 @@ def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -
             eval_file, task_file, sep = Path(o.eval_path), None, o.eval_separator
         if o.chat_template:   # each line one user turn, as the chat model sees a prompt
             sep = "chat"
-        data = load_eval(tokenizer, eval_file, task_file, separator=sep, **few)
+        data = load_eval(tokenizer, eval_file, task_file, window=o.eval_window, separator=sep,
+                         **{**few, "max_windows": windows})
     if few:
         data.shortcut = (f"--check quick: the eval's first {QUICK_WINDOWS} windows and {QUICK_TASK} task examples "
-                         "only (the default is 32 and 100); the ONNX-vs-PyTorch and greedy checks are unchanged")
+                         f"only (--eval-windows {o.eval_windows} and 100 otherwise); the ONNX-vs-PyTorch and "
+                         "greedy checks are unchanged")
     return Loaded(ckpt, ref_ckpt, is_reference, quant, tgt, out, plan, tokenizer, data,
-                  WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None)
+                  WeightSource(tensor=fp16_weights(ckpt), open_checkpoint=open_checkpoint), fp16_weights(ref_ckpt) if ref_ckpt else None,
+                  o.kv_cache)
+
+
+def _check_eval_window(ckpt: Checkpoint, window: int) -> None:
+    limit = ckpt.raw_config.get("max_position_embeddings")
+    if isinstance(limit, int) and window > limit:
+        raise UsageError(f"--eval-window {window} is longer than the model's max_position_embeddings ({limit})",
+                         f"use --eval-window {limit} or less")
 
 
 def _self_eval(ckpt: Checkpoint, tokenizer, chat_template: bool | None, windows: int, window: int = 128) -> EvalData:

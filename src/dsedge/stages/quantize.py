@@ -21,6 +21,8 @@ class Quantized:
     qweights: LayerErrors                       # the quantized linears, SQNR recorded as produced
     layers_note: str | None                     # why no per-layer SQNR, where there is none
     calib: CalibData | None
+    kv_scales: dict | None = None               # --kv-cache int8: past_key_values.* -> (H, D) scales
+    kv_calib: str | None = None                 # what they were calibrated on
 
 
 def quantize_stage(job, calib_spec, chat_template: bool | None = None) -> Quantized:
@@ -54,6 +56,31 @@ def quantize_stage(job, calib_spec, chat_template: bool | None = None) -> Quanti
         lambda key: qres.tensors[key].float() if key in qres.tensors else source.tensor(key))
     float_of, note = _sqnr_source(quant, qres, source.tensor, job.ref_weights)
     return Quantized(qres, weights_of, LayerErrors(qres.weights, float_of), note, calib)
+
+
+def kv_cache_stage(job, q: Quantized, calib_spec, chat_template: bool | None = None) -> dict | None:
+    """--kv-cache int8: the cache's static scales, measured on the calibration windows (the
+    method's own, else the --calib recipe's) through the model with the quantized weights applied:
+    the caches the artifact will hold. None for an FP16 cache."""
+    if job.kv_cache != "int8":
+        return None
+    from ..errors import HostMemoryError
+    from ..quantize import apply_act_fake_quant, apply_fake_quant, apply_tensors
+    from ..quantize.kv_cache import calibrate
+
+    if job.plan.scope != "full":
+        raise HostMemoryError(f"--kv-cache int8 calibrates the cache on the whole model in PyTorch, which needs "
+                              f"~{job.plan.full_check_bytes / 2**30:.0f} GiB; this host has "
+                              f"{job.plan.available_bytes / 2**30:.0f} GiB available",
+                              "build on a host with that much memory (or --kv-cache fp16)")
+    calib = q.calib or resolve_calibration(calib_spec, job.tokenizer, chat_template=chat_template,
+                                           model=lambda: round_to_fp16(job.ckpt.load_model(torch.float32)))
+    model = round_to_fp16(job.ckpt.load_model(torch.float32)).eval()
+    apply_tensors(model, q.result.tensors)
+    apply_fake_quant(model, q.qweights)
+    apply_act_fake_quant(model, q.result.act_scales)
+    q.kv_calib = f"{calib.source} {tuple(calib.input_ids.shape)}"
+    return calibrate(model, calib.input_ids)
 
 
 def _sqnr_source(quant, qres: QuantResult, float_weights, reference_weights) -> tuple[Callable | None, str | None]:

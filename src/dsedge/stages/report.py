@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..artifact import write_manifest
+from ..check.device_accuracy import write_reference
+from ..quantize.kv_cache import describe as describe_kv
 from ..check.session import ACCURACY_LEVEL
 from ..plan.budget import budget_table, estimate_budgets, missed_budgets
 from ..report import write_reports
@@ -41,9 +43,12 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
     report["onnxruntime_genai"] = ({"genai_config": "genai_config.json"} if exported.genai_note is None
                                    else {"genai_config": None, "why": exported.genai_note})
     report["reused_stages"] = reused
+    # accuracy/: the eval windows and the FP16 reference's top-64 summary, for dsedge bench --accuracy
+    report["accuracy_reference"] = write_reference(staging, job.data.windows, checked.device_reference)
     if notes:   # what dsedge cleaned up or refused to trust on the way (stale folders, cache entries)
         report["housekeeping"] = notes
-    report["budgets"] = budget_table(estimate_budgets(ckpt.raw_config, tgt, quant, report["ppl_change_pct"]), tgt)
+    report["budgets"] = budget_table(estimate_budgets(ckpt.raw_config, tgt, quant, report["ppl_change_pct"],
+                                                      job.kv_cache), tgt)
     report["budgets_missed"] = missed_budgets(report["budgets"])
     times["total"] = round(time.perf_counter() - started, 3)
     write_reports(staging, report)
@@ -54,7 +59,8 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
         quantization=quant.to_dict(), layer_fallbacks=_fallbacks(q.result),
         target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump(),
                 "tensorrt": tgt.tensorrt.version, "jetpack": tgt.tensorrt.jetpack},
-        export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data},
+        export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data,
+                "kv_cache": describe_kv(q.kv_scales, q.kv_calib) if q.kv_scales else {"dtype": "fp16"}},
         engine=engine,
         tensorrt_compat={"ok": compat["ok"], "tensorrt": tgt.tensorrt.version},
         calibration=q.calib.describe() if q.calib else None,
@@ -95,6 +101,7 @@ def build_report(job, q, exp, v, checked, times: dict, staging: Path) -> dict:
         "export_fidelity": v.fidelity.to_dict(),
         "greedy_generation": v.greedy,
         "host_latency": lat.to_dict() if lat else None,
+        "kv_cache": checked.kv_cache,
         "export": {"opset": exp.opset, "ops": exp.ops, "initializers": exp.initializers,
                    "external_data": exp.external_data, "traced_layers": exp.traced_layers,
                    "traced_whole": exp.traced_whole},

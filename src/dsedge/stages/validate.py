@@ -15,6 +15,7 @@ from ..check.session import OnnxDecoder
 from ..export import TOLERANCE, export_onnx
 from ..load.lean import lean_model
 from ..quantize import apply_act_fake_quant, apply_fake_quant, apply_tensors
+from ..quantize.kv_cache import int8_cache_factory
 from ..check.greedy import greedy_agreement, torch_greedy
 from .quantize import round_to_fp16
 
@@ -47,7 +48,7 @@ def validate_stage(job, q, exp, act_dtype: torch.dtype, scratch: Path, cache, ge
         # the PyTorch model is loaded: the export's one tensor in flight never sits beside it
         config = ckpt.config if full else ckpt.truncated_config(layers)
         checked_onnx = export_onnx(config, q.weights_of, q.qweights, qres.spec, scratch / "check.onnx",
-                                   check_dtype, act_scales=qres.act_scales, cache=cache).path
+                                   check_dtype, act_scales=qres.act_scales, cache=cache, kv_scales=q.kv_scales).path
     # FP16 reference weights, run in FP32; the whole model, or its first layers + head
     ref_model = _reference(ckpt, job.source.tensor, layers)
     q_model = copy.deepcopy(ref_model) if full and job.ref_ckpt is None else ref_model
@@ -59,15 +60,17 @@ def validate_stage(job, q, exp, act_dtype: torch.dtype, scratch: Path, cache, ge
     apply_act_fake_quant(q_model, qres.act_scales, only=modules)
     # PyTorch first: on the truncated scope the models are freed before onnxruntime loads the
     # graph (on a 7B checkpoint both hold the FP32/FP16 embedding and head).
-    steps = torch_reference(q_model)
+    # an INT8 cache: PyTorch decodes through the same fake-quantized cache (quantize/kv_cache.py)
+    new_cache = int8_cache_factory(q_model.config, q.kv_scales) if q.kv_scales else None
+    steps = torch_reference(q_model, new_cache=new_cache)
     prompts = job.data.windows[:4, :16]                                   # (4, 16)
-    torch_gen = torch_greedy(q_model, torch.from_numpy(prompts), generate_tokens)
+    torch_gen = torch_greedy(q_model, torch.from_numpy(prompts), generate_tokens, new_cache)
     if not full:
         q_model = ref_model = None
         gc.collect()
     decoder = OnnxDecoder(checked_onnx, arena=False)
     atol, rtol = TOLERANCE[check_dtype]
-    fidelity = compare_with(decoder, *steps, atol, rtol)
+    fidelity = compare_with(decoder, *steps, atol, rtol, q.kv_scales)
     gen = greedy_agreement(decoder, prompts, *torch_gen, atol + rtol * fidelity.max_abs_logit)
     return Validated(fidelity, gen, check_dtype != act_dtype, decoder, ref_model, q_model)
 

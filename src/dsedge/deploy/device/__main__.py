@@ -1,4 +1,4 @@
-"""python3 -m dsedge_device {smoke,bench,generate} in a release folder (what `dsedge flash` and
+"""python3 -m dsedge_device {smoke,bench,accuracy,generate} in a release folder (what `dsedge flash` and
 `dsedge bench --device` run on the device; also usable by hand). Prints one JSON line."""
 from __future__ import annotations
 
@@ -21,16 +21,23 @@ def main(argv=None):
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--power-root", default="/")
-    b.add_argument("--accuracy-level", type=int, default=1, choices=[0, 1, 2, 3, 4],
-                   help="onnxruntime's MatMulNBits accuracy level (4: INT8 activations)")
+    c = sub.add_parser("accuracy", help="the build's eval windows through this runtime, scored against the "
+                       "FP16 reference's top ids (accuracy/*)")
+    c.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",
+                   help="sha256 the host's artifact gives for an accuracy file (checked besides the manifest's)")
     g = sub.add_parser("generate", help="generate text from a prompt (tokenizers)")
     g.add_argument("prompt")
     g.add_argument("--n", type=int, default=32)
-    for q in (s, b, g):
+    for q in (b, c):
+        q.add_argument("--accuracy-level", type=int, default=1, choices=[0, 1, 2, 3, 4],
+                       help="onnxruntime's MatMulNBits accuracy level (4: INT8 activations)")
+    for q in (s, b, c, g):
         q.add_argument("--runtime", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
         q.add_argument("--folder", default=".")
     a = p.parse_args(argv)
     folder = Path(a.folder)
+    if a.cmd == "accuracy":
+        return _accuracy(folder, a)
     if a.cmd == "bench":
         from .bench import run_bench
         res = run_bench(folder, a.runtime, a.prompt_tokens, a.decode_tokens, a.runs, a.warmup, a.power_root,
@@ -54,6 +61,24 @@ def main(argv=None):
             ids = tok.encode(a.prompt).ids
             out = generate(dec, ids, a.n, cfg.get("eos_token_id"))
             res = {"runtime": dec.name, "text": tok.decode(out), "tokens": out, "seconds": time.perf_counter() - t}
+    print(json.dumps(res))
+    return 0
+
+
+def _accuracy(folder: Path, a) -> int:
+    """Exit 6 when a file to read does not match what was flashed (nothing is run then)."""
+    from .accuracy import Refused, run_accuracy
+
+    given = dict(x.split("=", 1) for x in a.sha256)
+    try:
+        res = run_accuracy(folder, a.runtime, a.accuracy_level, given)
+    except Refused as e:
+        sys.stderr.write(f"refused: {e}\n")
+        return 6
+    except ImportError as e:
+        sys.stderr.write(f"cannot run the model on this device: {e} "
+                         "(needs numpy + onnxruntime, or tensorrt, for this python)\n")
+        return 5
     print(json.dumps(res))
     return 0
 

@@ -50,7 +50,9 @@ class OrtDecoder:
         self.np = np
         self.session = ort.InferenceSession(str(Path(folder) / ONNX_FILE), so, providers=["CPUExecutionProvider"])
         self.cache_inputs = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
-        self.dtype = np.float16 if self.cache_inputs[0].type == "tensor(float16)" else np.float32
+        # the cache's dtype: the activations' (float16 / float32), or int8 (--kv-cache int8)
+        self.dtype = {"tensor(float16)": np.float16, "tensor(float)": np.float32,
+                      "tensor(int8)": np.int8}[self.cache_inputs[0].type]
         self.cache_dims = [(i.shape[1], i.shape[3]) for i in self.cache_inputs]  # K/V heads or MLA's 1, dim
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -65,6 +67,15 @@ class OrtDecoder:
         feed.update({i.name: c for i, c in zip(self.cache_inputs, past)})
         logits, *present = self.session.run(self.outputs, feed)
         return logits[0, -1].astype(np.float32), present
+
+    def window_logits(self, ids):
+        """ids (1, T), a new sequence -> logits (T, V) float32 of every position."""
+        np = self.np
+        t = ids.shape[1]
+        feed = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((1, t), np.int64),
+                "position_ids": np.arange(t, dtype=np.int64)[None]}
+        feed.update({i.name: np.zeros((1, h, 0, d), self.dtype) for i, (h, d) in zip(self.cache_inputs, self.cache_dims)})
+        return self.session.run(["logits"], feed)[0][0].astype(np.float32)
 
     def release(self, past):
         pass
@@ -207,6 +218,17 @@ class TrtDecoder:
 
     def run(self, ids, past=None):
         """past: list of (device pointer, shape) from the previous step, or None."""
+        logits, present = self._forward(ids, past)
+        return logits[0, -1].astype(self.np.float32), present
+
+    def window_logits(self, ids):
+        """ids (1, T), a new sequence (the prefill profile) -> logits (T, V) float32 of every position."""
+        logits, present = self._forward(ids, None)
+        self.release(present)
+        return logits[0].astype(self.np.float32)
+
+    def _forward(self, ids, past):
+        """-> (logits (1, T, V) on the host, in the engine's dtype; present: (pointer, shape) per cache tensor)."""
         np = self.np
         t = ids.shape[1]
         plen = 0 if past is None else past[0][1][2]
@@ -246,7 +268,7 @@ class TrtDecoder:
         self.release(past)
         present = [(out[n.replace("past_key_values.", "present.")][0], out[n.replace("past_key_values.", "present.")][1])
                    for n in self.cache_inputs]
-        return logits[0, -1].astype(np.float32), present
+        return logits, present
 
     def release(self, past):
         for ptr, _ in past or []:
