@@ -55,6 +55,12 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
     acc = (r.get("measured") or {}).get("accuracy")
     if acc:
         rows.append((f"accuracy {acc['source']}", device_accuracy_line(acc)))
+    kv = r.get("kv_cache")
+    if kv:
+        rows.append((f"KV cache {kv['dtype'].upper()} vs FP16 cache", "; ".join(
+            f"{f['window_tokens']} tokens: KL {f['kl']:.3g}, top-1 {100 * f['top1_agreement']:.2f}%, "
+            f"ΔPPL {f['ppl_change_pct']:+.3f} %" for f in (kv.get("short"), kv.get("long")) if f)
+            + " (decoded token by token through the cache)"))
     if onnx and r["eval"].get("shortcut"):
         rows.append(("accuracy measured on", f"{r['eval']['windows']} eval windows ({r['eval']['shortcut']})"))
     rows.append(("ONNX vs PyTorch", f"max |Δlogit| {fid['max_abs_diff']:.3g} (tolerance {fid['atol']:g} + "
