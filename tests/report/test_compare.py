@@ -196,3 +196,19 @@ def test_cli_compare_bits_go_only_to_methods_that_take_them(tmp_path):
     assert got == {"fp16": (16, None), "smoothquant": (8, None), "rtn": (4, "--bits 4")}
     note = "--bits 4 applied to rtn; fp16 (16-bit), smoothquant (8-bit) keep their own"
     assert doc["options_note"] == note and note in " ".join(r.output.split())
+
+
+def test_int8_kv_cache_builds_get_a_cache_kl_column(reports, tmp_path):
+    kv = {"dtype": "int8", "short": {"kl": 2.5e-4}, "long": {"kl": 5e-3}}
+    rows = compare_rows([reports["fp16"], {**reports["rtn"], "kv_cache": kv}])
+    assert rows[0]["kv_cache"] == "fp16" and rows[0]["kv_cache_kl"] is None
+    assert rows[1]["kv_cache"] == "int8" and rows[1]["kv_cache_kl"] == 2.5e-4
+    console = Console(record=True, width=250)
+    print_table(rows, console)
+    text = console.export_text()
+    assert "cache KL" in text and "0.00025" in text
+    plain = Console(record=True, width=250)
+    print_table(compare_rows([reports["fp16"], reports["rtn"]]), plain)
+    assert "cache KL" not in plain.export_text()
+    got = list(csv.DictReader(write_compare(rows, tmp_path)["csv"].open()))
+    assert got[1]["kv_cache"] == "int8" and float(got[1]["kv_cache_kl"]) == 2.5e-4

@@ -18,11 +18,13 @@ COLUMNS: dict[str, str] = {
     "top1_agreement": "top-1", "task_accuracy": "task acc", "decode_tokens_per_s": "decode tok/s",
     "quantize_seconds": "quantize s",
 }
-EXTRA = ("label", "model", "target", "options")  # in the CSV / JSON, not in the table
+EXTRA = ("label", "model", "target", "options", "kv_cache", "kv_cache_kl")  # in the CSV / JSON, not in the table
+# printed only when a row has an INT8 KV cache (--kv-cache int8): its KL against an FP16 cache
+KV_COLUMN = {"kv_cache_kl": "cache KL"}
 # options: the --bits / --group-size a row took (None: the method keeps its own width)
 NATIVE_BACKEND = "dsedge"                         # methods dsedge quantizes itself
 _NATIVE = ("fp16", "int8", "rtn")
-_FMT = {"size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
+_FMT = {"kv_cache_kl": "{:.4g}", "size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
         "top1_agreement": "{:.1%}", "task_accuracy": "{:.1%}", "decode_tokens_per_s": "{:.0f}",
         "quantize_seconds": "{:.2f}"}
 
@@ -56,6 +58,8 @@ def compare_row(r: dict) -> dict:
         "label": q.get("label"),
         "model": _get(r, "model", "name"),
         "target": _get(r, "target", "name"),
+        "kv_cache": _get(r, "kv_cache", "dtype") or "fp16",
+        "kv_cache_kl": _get(r, "kv_cache", "short", "kl"),   # at the eval window, decoded through the cache
     }
 
 
@@ -83,10 +87,11 @@ def print_table(rows: list[dict], console, title: str | None = None) -> None:
                "on this host's CPU, batch 1 (indicative only)")
     note = options_note(rows)
     table = Table(title=title, caption=caption + (f"\n{note}" if note else ""))
-    for key, head in COLUMNS.items():
+    columns = {**COLUMNS, **(KV_COLUMN if any(r.get("kv_cache_kl") is not None for r in rows) else {})}
+    for key, head in columns.items():
         table.add_column(head, justify="left" if key in ("method", "backend") else "right")
     for r in rows:
-        table.add_row(*(fmt(k, r.get(k)) for k in COLUMNS))
+        table.add_row(*(fmt(k, r.get(k)) for k in columns))
     console.print(table)
 
 
