@@ -159,6 +159,8 @@ CASES = [
      "--eval-window 4096 is longer than the model's max_position_embeddings (512)"),
     ("eval-windows-zero", ["--eval-windows", "0"], None, "--eval-windows 0 must be at least 1"),
     ("kv-cache-unknown", ["--kv-cache", "fp8"], None, "--kv-cache fp8 is not one of fp16, int8"),
+    ("kv-cache-truncated", ["--kv-cache", "int8", "--check", "truncated"], None,
+     "--kv-cache int8 calibrates the cache on the whole model in PyTorch: --check truncated"),
     ("hub-id-offline", ["--model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"], None,
      "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B is not a local folder and HF_HUB_OFFLINE is set"),
     ("dtype-disagrees", ["--model", "{ck}"], _edit_weights(_int_weights),

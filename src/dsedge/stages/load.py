@@ -90,6 +90,12 @@ def load_stage(o: BuildOptions) -> Loaded:
 def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -> Loaded:
     ckpt.validate()
     plan = _host_plan(ckpt, o, quant)
+    if o.kv_cache == "int8" and plan.scope != "full":   # refused before any work (stages/quantize.kv_cache_stage)
+        why = ("--check truncated asks for its first layers only" if o.check_scope == "truncated" else
+               f"that needs ~{plan.full_check_bytes / 2**30:.0f} GiB and this host has "
+               f"{plan.available_bytes / 2**30:.0f} GiB available")
+        raise HostMemoryError(f"--kv-cache int8 calibrates the cache on the whole model in PyTorch: {why}",
+                              "build with --check auto on a host with that much memory (or --kv-cache fp16)")
     tokenizer = ckpt.tokenizer()
     _check_eval_window(ckpt, o.eval_window)
     few = dict(max_windows=QUICK_WINDOWS, max_task=QUICK_TASK) if o.check_scope == "quick" else {}

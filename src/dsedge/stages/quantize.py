@@ -64,15 +64,9 @@ def kv_cache_stage(job, q: Quantized, calib_spec, chat_template: bool | None = N
     the caches the artifact will hold. None for an FP16 cache."""
     if job.kv_cache != "int8":
         return None
-    from ..errors import HostMemoryError
     from ..quantize import apply_act_fake_quant, apply_fake_quant, apply_tensors
     from ..quantize.kv_cache import calibrate
 
-    if job.plan.scope != "full":
-        raise HostMemoryError(f"--kv-cache int8 calibrates the cache on the whole model in PyTorch, which needs "
-                              f"~{job.plan.full_check_bytes / 2**30:.0f} GiB; this host has "
-                              f"{job.plan.available_bytes / 2**30:.0f} GiB available",
-                              "build on a host with that much memory (or --kv-cache fp16)")
     calib = q.calib or resolve_calibration(calib_spec, job.tokenizer, chat_template=chat_template,
                                            model=lambda: round_to_fp16(job.ckpt.load_model(torch.float32)))
     model = round_to_fp16(job.ckpt.load_model(torch.float32)).eval()
