@@ -16,11 +16,13 @@ LONG_MAX = 2048          # the long-context windows: the model's positions, at m
 def onnx_decode(decoder):
     """decoder: check.session.OnnxDecoder -> fn(ids (B, W)) -> logits (B, W, V), one token per step."""
     def fn(ids: np.ndarray) -> np.ndarray:
-        out, cache = [], None
+        out, cache = None, None
         for t in range(ids.shape[1]):
             logits, cache = decoder.run(ids[:, t:t + 1], cache)                # (B, 1, V)
-            out.append(logits)
-        return np.concatenate(out, axis=1)
+            if out is None:   # filled in place: a list + concatenate would hold the logits twice
+                out = np.empty((ids.shape[0], ids.shape[1], logits.shape[-1]), np.float32)
+            out[:, t] = logits[:, 0]
+        return out
     return fn
 
 
@@ -28,12 +30,14 @@ def torch_decode(model, new_cache=None):
     """The same in PyTorch through transformers' cache (new_cache(): another cache class)."""
     @torch.no_grad()
     def fn(ids: np.ndarray) -> np.ndarray:
-        x, out, past = torch.from_numpy(ids), [], new_cache() if new_cache else None
+        x, out, past = torch.from_numpy(ids), None, new_cache() if new_cache else None
         for t in range(x.shape[1]):
             o = model(input_ids=x[:, t:t + 1], past_key_values=past, use_cache=True)
             past = o.past_key_values
-            out.append(o.logits.float())                                        # (B, 1, V)
-        return torch.cat(out, 1).numpy()
+            if out is None:
+                out = np.empty((ids.shape[0], ids.shape[1], o.logits.shape[-1]), np.float32)
+            out[:, t] = o.logits[:, 0].float().numpy()                          # (B, V)
+        return out
     return fn
 
 
