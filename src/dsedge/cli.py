@@ -113,6 +113,9 @@ def build(
     eval_windows: int = typer.Option(32, "--eval-windows", help="Eval windows to measure accuracy on (at most; fewer when the text is shorter)."),
     eval_window: int = typer.Option(128, "--eval-window", help="Tokens per eval window: the context perplexity and KL are measured at."),
     kv_cache: str = _KV_CACHE,
+    fit: bool = typer.Option(False, "--fit", help="Per-linear precision fitted to the target: INT4 / INT8 / FP16 for each linear, lm_head and the embedding (INT8 / FP16), least measured KL within the target's memory at --context."),
+    context: Optional[int] = typer.Option(None, "--context", help="--fit: the context the memory budget is planned at (default: the target's max_context)."),
+    fit_bits: Optional[float] = typer.Option(None, "--fit-bits", help="--fit: at most this many stored bits per fitted weight as well (INT4 g128 alone: 4.125)."),
     chat_template: Optional[bool] = typer.Option(None, "--chat-template/--no-chat-template", help="Render calibration records and --eval lines through the tokenizer's chat template (R1: <think> turns); default: the calibration recipe's chat_template, plain eval text."),
     dtype: str = typer.Option("float16", "--dtype", help="Activation dtype of the graph: float16 (TensorRT) or float32."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing artifact folder."),
@@ -141,6 +144,10 @@ def build(
         # nothing chosen: the default (INT4 RTN), or an imported checkpoint's own quantization
         quant = None if all(v is None for v in chosen) else config_from_options(
             method, bits, group_size, False if asym else None, **options)
+        if fit or context is not None or fit_bits is not None:
+            quant = fit_config(fit, context, fit_bits, group_size, asym,
+                               {"--method": method, "--bits": bits, **{f"--{k.replace('_', '-')}": v
+                                                                       for k, v in options.items()}})
         with _progress(not as_json) as stage:
             res = api.build(model, target=target, quant=quant, output=output, eval_path=eval_file,
                             eval_separator=eval_separator, eval_windows=eval_windows, eval_window=eval_window, kv_cache=kv_cache, reference_model=reference, calib_spec=calib, dtype=dtype,
@@ -165,6 +172,24 @@ def build(
                 raise typer.Exit(1)
 
     _run(go)
+
+
+def fit_config(fit: bool, context: int | None, fit_bits: float | None, group_size: int | None, asym: bool,
+               others: dict):
+    """The unfitted MixedPrecisionConfig `--fit` asks for; --context / --fit-bits need --fit, and
+    --fit chooses each unit's bits itself (round to nearest), so a method or bits is an error."""
+    from .errors import UsageError
+    from .quantize import MixedPrecisionConfig
+
+    if not fit:
+        flag = "--context" if context is not None else "--fit-bits"
+        raise UsageError(f"{flag} applies to --fit only", f"add --fit, or drop {flag}")
+    given = [k for k, v in others.items() if v is not None]
+    if given:
+        raise UsageError(f"--fit chooses every linear's precision itself (round to nearest); {', '.join(given)} "
+                         "names another method", f"drop {', '.join(given)} (--group-size sets the INT4 block)")
+    return MixedPrecisionConfig(group_size=128 if group_size is None else group_size, context=context,
+                                max_bits=fit_bits, symmetric=not asym)
 
 
 def _print_summary(res) -> None:

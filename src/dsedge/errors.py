@@ -31,6 +31,10 @@ class ConfigError(UsageError):
     """A quantization config that cannot apply to this model (bits, group size...)."""
 
 
+class FitError(UsageError):
+    """--fit cannot meet its budget: even the cheapest storage of every unit is too big."""
+
+
 class HostMemoryError(UsageError):
     """The planner predicts the build will not fit in this host's memory."""
 

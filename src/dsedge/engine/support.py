@@ -79,7 +79,9 @@ OPS: dict[str, OpRule] = {r.op: r for r in [
            "HardSwish", "Clip", "LayerNormalization", "GroupNormalization", "InstanceNormalization", "Einsum",
            "Conv", "ConvTranspose", "IsInf", "Dropout"),
     *_rows({"BOOL"}, "And", "Or", "Xor", "Not"),
-    *_rows(F_I_B, "Reshape", "Transpose", "Concat", "Expand", "Gather", "GatherElements", "GatherND", "Flatten",
+    # Gather reads INT8 too: an INT8 embedding table (--fit) is gathered before it is dequantized
+    OpRule("Gather", frozenset(F_I_B | {"INT8"}), source=f"{S_OPS} (Gather: FP32, FP16, BF16, FP8, INT8, INT32, INT64, BOOL)"),
+    *_rows(F_I_B, "Reshape", "Transpose", "Concat", "Expand", "GatherElements", "GatherND", "Flatten",
            "Identity", "Shape", "Size", "Tile", "Split", "If", "Loop", "Trilu", "Pad", "EyeLike", "OneHot",
            "ScatterND", "ScatterElements"),
     *_rows(F_I_B, "Slice", const_inputs=(3,), const_until=(10, 3), note="`axes` input must be an initializer before 10.3",

@@ -160,6 +160,57 @@ def _replace_with_dq(graph: ir.Graph, weight: ir.Value, module: str, spec: dict,
     body.remove(transpose, safe=True)
 
 
+def _is_lookup(weight: ir.Value) -> bool:
+    """The weight is an embedding table: read by Gather(weight, ids) only."""
+    users = [u.node for u in weight.uses()]
+    return bool(users) and all(n.op_type == "Gather" and n.inputs[0] is weight for n in users)
+
+
+def _replace_lookup(graph: ir.Graph, weight: ir.Value, module: str, spec: dict, get: _OneWeight,
+                    act: ir.DataType) -> None:
+    """An INT8 embedding table (one scale per row, --fit): the rows are gathered as INT8 and
+    dequantized after the lookup, so the table stays INT8 in memory (a DequantizeLinear in front of
+    the Gather would be constant-folded by TensorRT into an FP16 table):
+
+        codes (V, H) INT8 -> Gather(ids) -> DequantizeLinear(scale 1) -> Mul(Gather(scale (V, 1), ids))
+
+    the read form of the INT8 KV cache (export/kv_cache.py)."""
+    name = weight.name
+    v, h = weight.shape
+    if spec["bits"] != 8 or spec["group_size"] != -1 or not spec["symmetric"]:
+        raise ExportError(f"{module}: an embedding table is stored INT8 per row or FP16, not "
+                          f"{spec['bits']}-bit group {spec['group_size']}", "report it: the fit chose a scheme "
+                          "the lookup has no form for")
+
+    def qw():
+        w = get(module)
+        if (w.bits, w.group_size, tuple(w.shape)) != (8, -1, (v, h)):
+            raise ExportError(f"{module}: the quantized table is {(w.bits, w.group_size, tuple(w.shape))}, the graph "
+                              f"was laid out for {(8, -1, (v, h))}", "report it with the method")
+        return w
+
+    codes = _lazy_initializer(graph, f"{name}_quantized", ir.DataType.INT8, (v, h),
+                              lambda: _code_tensor(qw().codes, 8, f"{name}_quantized"))
+    scale = _lazy_initializer(graph, f"{name}_scale", act, (v, 1),
+                              lambda: _float_tensor(qw().scale.reshape(v, 1), _TORCH_DTYPE[act], f"{name}_scale"))
+    one = ir.Value(name=f"{name}_unit_scale", shape=ir.Shape(()), type=ir.TensorType(act),
+                   const_value=_float_tensor(torch.tensor(1.0), _TORCH_DTYPE[act], f"{name}_unit_scale"))
+    graph.register_initializer(one)
+    for i, user in enumerate([u.node for u in weight.uses()]):
+        body, ids = user.graph, user.inputs[1]
+        rows = ir.node("Gather", inputs=[codes, ids], attributes={"axis": 0},
+                       outputs=[ir.Value(name=f"{name}_rows_{i}", type=ir.TensorType(ir.DataType.INT8))])
+        dq = ir.node("DequantizeLinear", inputs=[rows.outputs[0], one],
+                     outputs=[ir.Value(name=f"{name}_rows_dq_{i}", type=ir.TensorType(act))])
+        rs = ir.node("Gather", inputs=[scale, ids], attributes={"axis": 0},
+                     outputs=[ir.Value(name=f"{name}_row_scales_{i}", type=ir.TensorType(act))])
+        mul = ir.node("Mul", inputs=[dq.outputs[0], rs.outputs[0]],
+                      outputs=[ir.Value(name=f"{name}_rows_{i}_dequantized", type=ir.TensorType(act))])
+        body.insert_before(user, [rows, dq, rs, mul])
+        user.outputs[0].replace_all_uses_with(mul.outputs[0], replace_graph_outputs=True)
+        body.remove(user, safe=True)
+
+
 def fill_weights(model: ir.Model, params: list[ir.Value], tensor: Callable[[str], torch.Tensor],
                  qweights: Mapping[str, QuantizedWeight], qspec: Callable[[str], dict],
                  act_scales: Mapping[str, float] | None = None) -> dict[str, int]:
@@ -180,6 +231,10 @@ def fill_weights(model: ir.Model, params: list[ir.Value], tensor: Callable[[str]
         name = value.name
         key = name.removeprefix(PARAM_PREFIX)
         module = key.rsplit(".", 1)[0]
+        if key.endswith(".weight") and module in qweights and _is_lookup(value):
+            _replace_lookup(graph, value, module, qspec(module), get, act)
+            counts["quantized"] += 1
+            continue
         if key.endswith(".weight") and module in qweights:
             _replace_with_dq(graph, value, module, qspec(module), get, act, (act_scales or {}).get(module))
             counts["quantized"] += 1

@@ -247,6 +247,10 @@ def plan_memory(config: dict, target: Target, quant: QuantConfig | None = None, 
     for t in tensors:
         parts[t.part] = parts.get(t.part, 0) + tensor_bytes(t, q)
     read = sum(tensor_bytes(t, q, t.active) for t in tensors)
+    if getattr(q, "stored", ()):   # a fitted mix (--fit) counted its own units by name: its stored bytes
+        parts = dict(q.stored)
+        lookup = 0 if config.get("tie_word_embeddings") else parts.get("embeddings", 0)
+        read = sum(parts.values()) - lookup      # dense (fit takes no MoE): a token reads every other weight
     active = sum(t.in_features * t.out_features * t.active for t in tensors if t.in_features > 1)
     kv, kv_f = kv_cache_bytes(config, context, batch, kv_cache)
     prompt = min(target.profile.max_prompt, context)

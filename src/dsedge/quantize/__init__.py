@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from .configs import Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, LayerScheme, QuantConfig, WeightOnlyConfig
+from .configs import Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, LayerScheme, MixedPrecisionConfig, QuantConfig, WeightOnlyConfig
 from .registry import register_handler
 from .calibrated import AwqConfig, GptqConfig, SmoothQuantConfig
 from .imported import ImportedConfig
@@ -26,7 +26,7 @@ def __getattr__(name):
 
 
 __all__ = ["METHODS", "HANDLERS", "register_handler", "ImportedConfig", "QuantConfig", "Fp16Config", "WeightOnlyConfig", "Int4WeightOnlyConfig",
-           "Int8WeightOnlyConfig", "QuantizedWeight", "QuantResult", "WeightSource", "LazyWeights",
+           "Int8WeightOnlyConfig", "MixedPrecisionConfig", "QuantizedWeight", "QuantResult", "WeightSource", "LazyWeights",
            "config_from_options", "config_from_dict", "quantize_model", "apply_fake_quant",
            "apply_act_fake_quant", "apply_tensors", "GptqConfig", "AwqConfig", "SmoothQuantConfig", "target_linears",
            "handler_for"]

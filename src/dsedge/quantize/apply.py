@@ -19,6 +19,8 @@ from .result import QuantResult, WeightSource
 def target_linears(spec, n_layers: int, config: QuantConfig, arch_config: dict | None = None) -> list[str]:
     """Names of the linears the config quantizes: every decoder-block linear (+ lm_head if asked).
     arch_config: config.json, for architectures whose blocks differ by layer (MoE)."""
+    if getattr(config, "fitted", False):      # a fitted mix lists its quantized units by name
+        return config.names()
     names = spec.block_linears(n_layers, arch_config)
     if getattr(config, "quantize_lm_head", False):
         names.append(spec.head)
@@ -30,12 +32,12 @@ def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: in
     names = target_linears(spec, n_layers, config, arch_config)
     if config.method not in spec.methods:
         raise ConfigError(f"--method {config.method} is not available for {spec.name} yet",
-                          f"use --method {', '.join(m for m in spec.methods if m != 'fp16')} for this architecture")
+                          f"use --method {', '.join(m for m in spec.methods if m not in ('fp16', 'mixed'))} for this architecture")
     backend = getattr(config, "backend", None)
     if backend is not None and backend not in spec.backends:
         raise ConfigError(f"--backend {backend} does not quantize {spec.name} in dsedge yet",
                           f"drop --backend ({' or '.join(spec.backends)} handles this architecture)")
-    schemes = {n: config.scheme_for(in_features(n)) for n in names}
+    schemes = {n: config.scheme_of(n, in_features(n)) for n in names}
     fallbacks = {n: s for n, s in schemes.items() if s.fallback}
     if fallbacks and config.needs_model:   # the libraries take one group size for the whole model
         n, s = next(iter(fallbacks.items()))

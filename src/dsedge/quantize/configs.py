@@ -47,6 +47,10 @@ class QuantConfig:
         """The storage of a linear with `in_features` input channels under this config."""
         return LayerScheme(self.bits, -1)
 
+    def scheme_of(self, name: str, in_features: int) -> LayerScheme:
+        """The storage of linear `name`: by its width, except where a config chooses per name (fit)."""
+        return self.scheme_for(in_features)
+
 
 @dataclass(frozen=True)
 class Fp16Config(QuantConfig):
@@ -114,3 +118,47 @@ class Int8WeightOnlyConfig(WeightOnlyConfig):
     allowed_bits: ClassVar[tuple[int, ...]] = (8,)
     bits: int = 8
     group_size: int = -1
+
+
+@dataclass(frozen=True)
+class MixedPrecisionConfig(WeightOnlyConfig):
+    """Per-linear precision fitted to a memory budget (`--fit`, dsedge/fit/): each unit (every
+    decoder linear, lm_head, the embedding table) at INT4 (blocks of `group_size`), INT8 per output
+    channel, or FP16, round to nearest, chosen to minimise the measured logit KL within the
+    budget. Unfitted (`fitted` False) it is the request; the fit stage returns the fitted copy:
+    `schemes` (name, bits, group) of every quantized unit (a unit not listed stays FP16) and
+    `stored` (planner part, bytes) of the whole model as it will be stored."""
+    method: ClassVar[str] = "mixed"
+    allowed_bits: ClassVar[tuple[int, ...]] = (4, 8)
+    context: int | None = None           # the context the budget is planned at (None: the target's)
+    max_bits: float | None = None        # --fit-bits: at most this many stored bits per fitted weight
+    fitted: bool = False
+    schemes: tuple = ()                  # ((name, bits, group_size), ...)
+    stored: tuple = ()                   # ((part, bytes), ...)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.symmetric:
+            raise ConfigError("--fit with --asym: the fit stores symmetric weights (TensorRT takes no zero point)",
+                              "drop --asym")
+        if self.max_bits is not None and not 4 <= self.max_bits <= 16:
+            raise ConfigError(f"--fit-bits {self.max_bits} is outside 4..16",
+                              "use e.g. --fit-bits 4.5 (INT4 g128 alone stores 4.125 bits per weight)")
+        if self.context is not None and self.context < 1:
+            raise ConfigError(f"--context {self.context} must be positive", "use e.g. --context 4096")
+        # from a manifest (JSON lists) or a caller: tuples, so the config stays hashable
+        object.__setattr__(self, "schemes", tuple(tuple(s) for s in self.schemes))
+        object.__setattr__(self, "stored", tuple(tuple(s) for s in self.stored))
+
+    def label(self) -> str:
+        return f"fit-g{self.group_size}" if self.group_size != -1 else "fit-pc"
+
+    def scheme_of(self, name: str, in_features: int) -> LayerScheme:
+        bits, group = self._by_name()[name]
+        return LayerScheme(bits, group)
+
+    def names(self) -> list[str]:
+        return [s[0] for s in self.schemes]
+
+    def _by_name(self) -> dict:
+        return {n: (b, g) for n, b, g in self.schemes}

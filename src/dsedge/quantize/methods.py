@@ -5,7 +5,7 @@ from dataclasses import fields
 
 from ..errors import ConfigError
 from .calibrated import AwqConfig, GptqConfig, SmoothQuantConfig
-from .configs import Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, QuantConfig
+from .configs import Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, MixedPrecisionConfig, QuantConfig
 
 METHODS: dict[str, type[QuantConfig]] = {c.method: c for c in (
     Fp16Config, Int4WeightOnlyConfig, Int8WeightOnlyConfig, GptqConfig, AwqConfig, SmoothQuantConfig)}
@@ -47,8 +47,12 @@ def config_from_options(method: str | None = None, bits: int | None = None, grou
     return cls(**kwargs)
 
 
+# configs a manifest may hold that `--method` does not name (a fitted mix comes from --fit)
+RECORDED: dict[str, type[QuantConfig]] = {**METHODS, MixedPrecisionConfig.method: MixedPrecisionConfig}
+
+
 def config_from_dict(d: dict) -> QuantConfig:
     """Inverse of QuantConfig.to_dict (reads a manifest)."""
     d = dict(d)
-    cls = METHODS[d.pop("method")]
+    cls = RECORDED[d.pop("method")]
     return cls(**d)

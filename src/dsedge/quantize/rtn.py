@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .configs import Int4WeightOnlyConfig, Int8WeightOnlyConfig, WeightOnlyConfig
+from .configs import Int4WeightOnlyConfig, Int8WeightOnlyConfig, MixedPrecisionConfig, WeightOnlyConfig
 from .lazy import LazyWeights
 from .primitives import db, row_blocks, rtn_block
 from .qweight import QuantizedWeight
@@ -31,7 +31,7 @@ def quantize_weight(w: torch.Tensor, bits: int, group_size: int, symmetric: bool
                            sqnr_db=db(signal, noise))
 
 
-@register_handler(Int4WeightOnlyConfig, Int8WeightOnlyConfig)
+@register_handler(Int4WeightOnlyConfig, Int8WeightOnlyConfig, MixedPrecisionConfig)
 def quantize_rtn(config: WeightOnlyConfig, source, names: dict, calib=None) -> LazyWeights:
     """Round to nearest with min-max scales, each linear at its LayerScheme (names[n]). Needs no
     data and no model: each weight is read and quantized when it is used (streamed into the ONNX

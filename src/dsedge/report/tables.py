@@ -19,6 +19,17 @@ def _fallbacks(rows: list[dict] | None) -> str:
         " (the group does not divide their in_features: report.json quantization.layer_fallbacks)"
 
 
+def fit_line(fit: dict) -> str:
+    """--fit in one line: the mix, its bytes against the budget, predicted vs measured KL."""
+    b, c = fit["budget"], fit["counts"]
+    mix = ", ".join(f"{c[k]} {k.upper()}" for k in ("int4", "int8", "fp16") if c.get(k))
+    ev = fit.get("measured_kl_eval")
+    return (f"{mix}: {fit['weight_bytes'] / 2**30:.3f} GiB, {fit['bits_per_weight']:.3f} bits/weight "
+            f"(budget {b['bytes'] / 2**30:.3f} GiB, {b['bits_per_weight']:.3f} bits: {b['binding']}, context "
+            f"{b['context']}); KL predicted {fit['predicted_kl']:.3g}, measured {fit['measured_kl']:.3g} "
+            "(calibration windows)" + ("" if ev is None else f", {ev:.3g} (eval, ONNX)"))
+
+
 def summary_rows(r: dict) -> list[tuple[str, str]]:
     """(metric, value) rows: the table `dsedge build` prints and report.md starts with."""
     onnx, ref, pt = r["onnx"], r["fp16_reference"], r["pytorch"]
@@ -55,6 +66,9 @@ def summary_rows(r: dict) -> list[tuple[str, str]]:
     acc = (r.get("measured") or {}).get("accuracy")
     if acc:
         rows.append((f"accuracy {acc['source']}", device_accuracy_line(acc)))
+    fit = r.get("fit")
+    if fit:
+        rows.append(("fit", fit_line(fit)))
     kv = r.get("kv_cache")
     if kv:
         rows.append((f"KV cache {kv['dtype'].upper()} vs FP16 cache", "; ".join(

@@ -23,6 +23,7 @@ class Quantized:
     calib: CalibData | None
     kv_scales: dict | None = None               # --kv-cache int8: past_key_values.* -> (H, D) scales
     kv_calib: str | None = None                 # what they were calibrated on
+    fit: dict | None = None                     # --fit: the fit stage's record (stages/fit.py)
 
 
 def quantize_stage(job, calib_spec, chat_template: bool | None = None) -> Quantized:

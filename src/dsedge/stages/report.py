@@ -39,6 +39,9 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
             activations="float32", file=report["graph_checked"]["file"] + " (FP32 variant: the artifact's "
             "FP16 graph with INT8 activations flips activation codes at rounding boundaries against the FP32 "
             "PyTorch reference; same weights and scales)")
+    if q.fit is not None:   # --fit: predicted (sum of unit costs) vs measured, on calibration and on the eval
+        report["fit"] = {**q.fit, "measured_kl_eval": (report.get("onnx") or {}).get("kl"),
+                         "measured_kl_eval_on": "the eval windows through model.onnx (the report's onnx.kl)"}
     report["tensorrt_compat"], report["engine"] = compat, engine
     report["onnxruntime_genai"] = ({"genai_config": "genai_config.json"} if exported.genai_note is None
                                    else {"genai_config": None, "why": exported.genai_note})
@@ -56,7 +59,7 @@ def write_artifact(staging: Path, job, q, exported, v, checked, compat: dict, en
         staging, dsedge_version=__version__,
         source={"model": str(ckpt.path), "name": ckpt.name, "architecture": ckpt.architecture,
                 "sha256": ckpt.sha256(), "reference_checkpoint": job.is_reference},
-        quantization=quant.to_dict(), layer_fallbacks=_fallbacks(q.result),
+        quantization=quant.to_dict(), layer_fallbacks=_fallbacks(q.result), fit=q.fit,
         target={"name": tgt.name, "file": tgt.source_file, "budgets": tgt.budgets.model_dump(),
                 "tensorrt": tgt.tensorrt.version, "jetpack": tgt.tensorrt.jetpack},
         export={"opset": exp.opset, "dtype": exp.dtype, "external_data": exp.external_data,
