@@ -159,6 +159,29 @@ def plan(model: str | Path | None, target: str = "orin", quant: "QuantConfig | N
     return p, options(config, t, p.context, p.batch, kv_cache)
 
 
+def plan_fit(model: str | Path | None, target: str = "orin", context: int | None = None, batch: int | None = None,
+             targets_dir: Path | None = None, jetpack: str | None = None, kv_cache: str = "fp16",
+             group_size: int = 128, max_bits: float | None = None):
+    """`dsedge plan --fit`: can a fitted mix meet `target` at `context`? -> (plan.memory.MemoryPlan
+    of the cheapest mix, dict: the budget, the cheapest mix's bytes, the room left for INT8 / FP16)."""
+    from .archs import arch_for
+    from .errors import UsageError
+    from .fit.budget import plan_fit as fit_plan
+    from .fit.units import fittable
+    from .load.config import read_config
+    from .quantize import MixedPrecisionConfig
+    from .quantize.kv_cache import check_kv_dtype
+    from .targets import find_target
+
+    config, t = read_config(model), find_target(target, targets_dir, jetpack)
+    check_kv_dtype(kv_cache)
+    MixedPrecisionConfig(group_size=group_size, context=context, max_bits=max_bits)   # validates them
+    why = fittable(arch_for(config, plan_only=True))
+    if why:
+        raise UsageError(f"--fit does not take this model: {why}", "plan it with --bits 4 or 8 instead")
+    return fit_plan(config, t, context, batch, kv_cache, group_size, max_bits)
+
+
 def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...] = ("fp16", "int8", "rtn"),
             bits: int | None = None, group_size: int | None = None, target: str = "orin",
             output: str | Path | None = None, overwrite: bool = False, progress: Callable | None = None,

@@ -378,6 +378,8 @@ def plan(
     context: Optional[int] = typer.Option(None, "--context", help="Context length (default: the target's max_context)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the target's max_batch)."),
     kv_cache: str = _KV_CACHE,
+    fit: bool = typer.Option(False, "--fit", help="Plan a fitted mix (build --fit): the budget for the fitted weights and whether their cheapest storage (INT4, INT8 embedding) meets it."),
+    fit_bits: Optional[float] = typer.Option(None, "--fit-bits", help="--fit: at most this many stored bits per fitted weight as well."),
     targets_dir: Optional[Path] = _TARGETS_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print the plan and the FP16 / INT8 / INT4 options as JSON."),
 ):
@@ -386,6 +388,10 @@ def plan(
         from . import api
         from .plan.memory import GiB
 
+        if fit or fit_bits is not None:
+            fit_config(fit, None, fit_bits, group_size, asym, {"--method": method, "--bits": bits})   # the same refusals
+            return _plan_fit(api.plan_fit(model, target, context, batch, targets_dir, jetpack, kv_cache,
+                                          128 if group_size is None else group_size, fit_bits), as_json)
         quant = api.plan_config(method, bits, group_size, False if asym else None)
         p, opts = api.plan(model, target, quant, context, batch, targets_dir, jetpack, kv_cache)
         if as_json:
@@ -405,6 +411,34 @@ def plan(
             raise typer.Exit(1)
 
     _run(go)
+
+
+def _plan_fit(result, as_json: bool) -> None:
+    from .plan.memory import GiB
+
+    p, f = result
+    if as_json:
+        out.print_json(json.dumps({"plan": p.to_dict(), "fit": f}))
+    else:
+        table = Table(title=f"{p.architecture} on {p.target}: fitted mix at its cheapest, context {p.context}, "
+                            f"batch {p.batch}")
+        for col in ("item", "GiB", "how"):
+            table.add_column(col)
+        for row in p.rows():
+            table.add_row(*row)
+        out.print(table)
+        b, g = f["budget"], (lambda x: f"{x / GiB:.2f} GiB")
+        line = (f"fit: the fitted weights may take {g(b['bytes'])} ({b['binding']}); their cheapest storage takes "
+                f"{g(f['cheapest_bytes'])}: ")
+        if f["fits"]:
+            frac = f["room_int8_fraction"]
+            line += (f"fits, {g(f['room_bytes'])} left for INT8 / FP16 where the build measures it matters"
+                     + (f" (INT8 for {min(frac, 1):.0%} of the linears' INT4 bytes)" if frac is not None else ""))
+        else:
+            line += f"does NOT fit, {g(-f['room_bytes'])} short"
+        out.print(line, highlight=False)
+    if not f["fits"]:
+        raise typer.Exit(1)
 
 
 # The gate / report and deploy / bench commands are declared in their own modules, on the shared app;

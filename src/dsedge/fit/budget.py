@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..plan.memory import GiB, plan_memory
+from ..plan.memory import GiB, model_tensors, plan_memory
 from ..quantize.configs import Fp16Config
 from .units import FP16, Unit, unit_bytes
 
@@ -53,3 +53,39 @@ def weight_budget(config: dict, target, units: list[Unit], context: int | None =
     return Budget(min(target_bytes, bits_bytes) if bits_bytes is not None else target_bytes, target_bytes, bits_bytes,
                   p.context, p.batch, kv_cache, p.kv_bytes, p.workspace_bytes, p.overhead_bytes, fixed,
                   p.usable_bytes, params)
+
+
+def plan_fit(config: dict, target, context: int | None = None, batch: int | None = None, kv_cache: str = "fp16",
+             group_size: int = 128, max_bits: float | None = None):
+    """`dsedge plan --fit` from config.json alone: the budget, and the cheapest mix (every unit at
+    its cheapest choice: INT4 linears and lm_head, INT8 embedding) as a MemoryPlan. Which units
+    get more than their cheapest is decided by the build, which measures them.
+    -> (MemoryPlan of the cheapest mix, {budget, cheapest bytes, room, ...})"""
+    from dataclasses import replace
+
+    from ..quantize.configs import MixedPrecisionConfig
+    from .units import choices, config_units
+
+    units = config_units(model_tensors(config))
+    b = weight_budget(config, target, units, context, kv_cache, max_bits)
+    parts = dict(plan_memory(config, target, Fp16Config(), context, batch, kv_cache).weight_parts)
+    how, cheapest, upgrade = {}, 0, 0
+    for u in units:
+        opts = choices(u, group_size)
+        label, s = opts[0]
+        c = unit_bytes(u, s)
+        cheapest += c
+        parts[u.part] += c - unit_bytes(u, FP16)
+        if len(opts) > 2:       # INT4 -> INT8 of a linear: what the room buys
+            upgrade += unit_bytes(u, opts[1][1]) - c
+        how.setdefault(u.part, set()).add(label.upper() + (f" g{group_size}" if label == "int4" else ""))
+    mix = MixedPrecisionConfig(group_size=group_size, context=b.context, max_bits=max_bits, fitted=True,
+                               stored=tuple(parts.items()))
+    p = plan_memory(config, target, mix, b.context, batch, kv_cache)
+    p = replace(p, part_how={k: " + ".join(sorted(v)) + " (cheapest)" for k, v in how.items()})
+    room = b.bytes - cheapest
+    return p, {"budget": b.to_dict(), "cheapest_bytes": cheapest, "fits": room >= 0, "room_bytes": room,
+               "room_int8_fraction": round(max(0, room) / upgrade, 4) if upgrade else None,
+               "group_size": group_size, "units": len(units),
+               "note": "which units get INT8 or FP16 within the room is chosen by `dsedge build --fit`, "
+                       "which measures each unit's KL on the weights"}

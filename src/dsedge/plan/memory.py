@@ -147,6 +147,7 @@ class MemoryPlan:
     active_params: int = 0             # matmul params used per token (MoE: routed top-k + shared)
     notes: list[str] = field(default_factory=list)
     kv_cache: str = "fp16"             # the cache's dtype (--kv-cache)
+    part_how: dict[str, str] = field(default_factory=dict)   # how a part is stored, where not the method / FP16 (fit)
 
     @property
     def weight_bytes(self) -> int:
@@ -179,7 +180,8 @@ class MemoryPlan:
     def rows(self) -> list[tuple[str, str, str]]:
         """(item, GiB, how) for a rich table."""
         g = lambda b: f"{b / GiB:.2f}"
-        r = [(f"weights: {k}", g(v), f"{self.method}" if k in ("attention", "mlp", "experts") else "FP16")
+        r = [(f"weights: {k}", g(v), self.part_how.get(k) or (
+              f"{self.method}" if k in ("attention", "mlp", "experts") else "FP16"))
              for k, v in self.weight_parts.items() if v]
         r += [("weights", g(self.weight_bytes), f"{self.params / 1e9:.2f} B params"),
               ("read per token", g(self.weight_read_bytes),
