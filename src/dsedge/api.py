@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 StageHook = Callable[[str], ContextManager]
 STAGES = ("load", "quantize", "export", "validate", "check", "engine")
+FIT = "fit"   # `dsedge compare --methods ...,fit`: a --fit build as one row
 
 
 @dataclass
@@ -185,7 +186,7 @@ def plan_fit(model: str | Path | None, target: str = "orin", context: int | None
 def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...] = ("fp16", "int8", "rtn"),
             bits: int | None = None, group_size: int | None = None, target: str = "orin",
             output: str | Path | None = None, overwrite: bool = False, progress: Callable | None = None,
-            **build_options) -> tuple[list[BuildResult], list[dict], dict[str, Path]]:
+            fit_bits: float | None = None, context: int | None = None, **build_options) -> tuple[list[BuildResult], list[dict], dict[str, Path]]:
     """Build `model` once per method through the same pipeline (one artifact each under `output`)
     and write compare.csv / compare.json / pareto.png there. -> (builds, table rows, files). `bits` / `group_size` apply to the
     methods with a choice of widths (rtn, gptq, awq); fp16, int8 and smoothquant keep their own,
@@ -197,19 +198,28 @@ def compare(model: str | Path | None = None, methods: list[str] | tuple[str, ...
 
     # "gptq:gptqmodel" names a method and its backend, to compare two implementations of one method
     specs = [m.split(":", 1) if ":" in m else [m, None] for m in methods]
-    unknown = [m for m, _ in specs if m not in METHODS]
+    unknown = [m for m, _ in specs if m not in METHODS and m != FIT]
     if unknown or not methods:
         raise UsageError(f"unknown method(s): {', '.join(unknown) or '(none given)'}",
-                         f"use --methods with some of: {', '.join(METHODS)} (calibrated ones may name a backend: "
+                         f"use --methods with some of: {', '.join(METHODS)}, fit (calibrated ones may name a backend: "
                          "gptq:gptqmodel)")
     # --bits / --group-size go to the methods with a choice of widths (rtn, gptq, awq); fp16, int8
     # and smoothquant (W8A8) have one width each and keep it, so `--bits 4` never rejects them
     given = " ".join(f"{flag} {v}" for flag, v in (("--bits", bits), ("--group-size", group_size)) if v is not None)
     configs, took = [], []
     for m, backend in specs:
+        if m == FIT:   # --fit as a row: fitted at --fit-bits / --context, INT4 at --group-size
+            from .quantize import MixedPrecisionConfig
+
+            configs.append(MixedPrecisionConfig(group_size=128 if group_size is None else group_size,
+                                                context=context, max_bits=fit_bits))
+            took.append(None)
+            continue
         takes = len(METHODS[m].allowed_bits) > 1
         configs.append(config_from_options(m, bits if takes else None, group_size if takes else None, backend=backend))
         took.append(given if takes and given else None)
+    if FIT not in (m for m, _ in specs) and (fit_bits is not None or context is not None):
+        raise UsageError("--fit-bits / --context apply to the fit row only", "add fit to --methods, or drop them")
     if output is None:
         name = Path(str(model)).name if model else reference.DEFAULT_MODEL
         output = Path("artifacts") / f"compare-{name}-{target}"

@@ -263,7 +263,7 @@ def targets_list(ctx: typer.Context, targets_dir: Optional[Path] = _TARGETS_DIR,
 @app.command()
 def compare(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (default: the reference checkpoint)."),
-    methods: str = typer.Option("fp16,int8,rtn", "--methods", help="Comma-separated methods to build and compare; METHOD:BACKEND names a backend (gptq:gptqmodel)."),
+    methods: str = typer.Option("fp16,int8,rtn", "--methods", help="Comma-separated methods to build and compare; METHOD:BACKEND names a backend (gptq:gptqmodel); fit: a --fit build (with --fit-bits / --context)."),
     bits: Optional[int] = typer.Option(None, "--bits", help="Bits for the methods that take them (default 4)."),
     group_size: Optional[int] = typer.Option(None, "--group-size", help="Group size for the methods that take one (default 128; -1 = per channel)."),
     target: str = typer.Option("orin", "--target", "-t", help="Target name or alias (see `dsedge targets`)."),
@@ -274,6 +274,8 @@ def compare(
     eval_windows: int = typer.Option(32, "--eval-windows", help="Eval windows to measure accuracy on (at most; fewer when the text is shorter)."),
     eval_window: int = typer.Option(128, "--eval-window", help="Tokens per eval window: the context perplexity and KL are measured at."),
     kv_cache: str = _KV_CACHE,
+    fit_bits: Optional[float] = typer.Option(None, "--fit-bits", help="The `fit` row (--methods ...,fit): at most this many stored bits per fitted weight."),
+    context: Optional[int] = typer.Option(None, "--context", help="The `fit` row: the context its memory budget is planned at."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing artifact folders under --output."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip the host latency measurement."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of the table."),
@@ -287,7 +289,7 @@ def compare(
             console.print(f"[bold]{i + 1}/{n}[/bold] {label}", highlight=False)
 
         results, rows, files = api.compare(model, [m.strip() for m in methods.split(",") if m.strip()], bits, group_size,
-                                     target, output, overwrite, progress, eval_path=eval_file, calib_spec=calib,
+                                     target, output, overwrite, progress, fit_bits, context, eval_path=eval_file, calib_spec=calib,
                                      eval_separator=eval_separator, eval_windows=eval_windows, eval_window=eval_window,
                                      kv_cache=kv_cache, latency=not no_latency, build_engine=False)
         if as_json:

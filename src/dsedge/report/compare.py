@@ -23,8 +23,8 @@ EXTRA = ("label", "model", "target", "options", "kv_cache", "kv_cache_kl")  # in
 KV_COLUMN = {"kv_cache_kl": "cache KL"}
 # options: the --bits / --group-size a row took (None: the method keeps its own width)
 NATIVE_BACKEND = "dsedge"                         # methods dsedge quantizes itself
-_NATIVE = ("fp16", "int8", "rtn")
-_FMT = {"kv_cache_kl": "{:.4g}", "size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
+_NATIVE = ("fp16", "int8", "rtn", "mixed")
+_FMT = {"bits": "{:g}", "kv_cache_kl": "{:.4g}", "size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
         "top1_agreement": "{:.1%}", "task_accuracy": "{:.1%}", "decode_tokens_per_s": "{:.0f}",
         "quantize_seconds": "{:.2f}"}
 
@@ -42,6 +42,8 @@ def compare_row(r: dict) -> dict:
     method = q.get("method")
     bits = q.get("bits", 16 if method == "fp16" else None)
     quant_s = q.get("seconds") if q.get("seconds") is not None else _get(r, "stage_seconds", "quantize")
+    if r.get("fit"):   # --fit: its bits are the mix's stored bits per fitted weight; its time includes the fit
+        bits, quant_s = r["fit"]["bits_per_weight"], _get(r, "stage_seconds", "quantize")
     return {
         "method": method,
         "backend": q.get("backend") or (NATIVE_BACKEND if method in _NATIVE else None),
