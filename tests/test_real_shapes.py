@@ -100,3 +100,29 @@ def test_yarn_qwen3_shape_host_graph(tmp_path):
                        latency=False)
     check_artifact(res, "rtn")
     host_agrees(res.path, tmp_path / "host")
+
+
+def test_fit_on_an_r1_distill_qwen_shape(tmp_path):
+    """`dsedge build --fit --fit-bits B` at R1-Distill-Qwen-1.5B's shapes (2 layers, 8192 words): a
+    budget between the cheapest mix and FP16 gives a mix of INT4 and INT8 linears within it, the
+    embedding INT8 (gathered as INT8), and a graph the TensorRT check passes."""
+    ckpt = write_checkpoint("r1-distill-qwen-1.5b", tmp_path / "q15", layers=2, vocab=8192)
+    out = tmp_path / "fit"
+    proc = subprocess.run([sys.executable, "-m", "dsedge", "build", "--model", str(ckpt), "--fit", "--fit-bits", "5",
+                           "-o", str(out), "--no-latency", "--eval-windows", "4"], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "report.json").read_text())
+    fit = r["fit"]
+    assert fit["weight_bytes"] <= fit["budget"]["bytes"] and fit["budget"]["binding"] == "--fit-bits"
+    choice = {u["name"]: u["choice"] for u in fit["units"]}
+    assert {"int4", "int8"} <= set(choice.values())
+    assert choice["model.embed_tokens"] == "int8"
+    import onnx
+
+    m = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    inits = {i.name: i for i in m.graph.initializer}
+    gathers = [n for n in m.graph.node if n.op_type == "Gather" and n.input[0] in inits
+               and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert len(gathers) == 1
+    assert r["tensorrt_compat"]["ok"] and r["greedy_generation"]["agrees"]
