@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-ALL_METHODS = ("fp16", "int8", "rtn", "gptq", "awq", "smoothquant", "mixed")   # mixed: --fit (dsedge/fit/)
+ALL_METHODS = ("fp16", "int8", "rtn", "gptq", "awq", "smoothquant", "fit")   # fit: --fit (dsedge/fit/)
 ALL_BACKENDS = ("llmcompressor", "gptqmodel")
 
 

@@ -32,7 +32,7 @@ def quantize_model(config: QuantConfig, source: WeightSource, spec, n_layers: in
     names = target_linears(spec, n_layers, config, arch_config)
     if config.method not in spec.methods:
         raise ConfigError(f"--method {config.method} is not available for {spec.name} yet",
-                          f"use --method {', '.join(m for m in spec.methods if m not in ('fp16', 'mixed'))} for this architecture")
+                          f"use --method {', '.join(m for m in spec.methods if m not in ('fp16', 'fit'))} for this architecture")
     backend = getattr(config, "backend", None)
     if backend is not None and backend not in spec.backends:
         raise ConfigError(f"--backend {backend} does not quantize {spec.name} in dsedge yet",

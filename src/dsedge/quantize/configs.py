@@ -128,7 +128,7 @@ class MixedPrecisionConfig(WeightOnlyConfig):
     budget. Unfitted (`fitted` False) it is the request; the fit stage returns the fitted copy:
     `schemes` (name, bits, group) of every quantized unit (a unit not listed stays FP16) and
     `stored` (planner part, bytes) of the whole model as it will be stored."""
-    method: ClassVar[str] = "mixed"
+    method: ClassVar[str] = "fit"
     allowed_bits: ClassVar[tuple[int, ...]] = (4, 8)
     context: int | None = None           # the context the budget is planned at (None: the target's)
     max_bits: float | None = None        # --fit-bits: at most this many stored bits per fitted weight

@@ -23,8 +23,8 @@ EXTRA = ("label", "model", "target", "options", "kv_cache", "kv_cache_kl")  # in
 KV_COLUMN = {"kv_cache_kl": "cache KL"}
 # options: the --bits / --group-size a row took (None: the method keeps its own width)
 NATIVE_BACKEND = "dsedge"                         # methods dsedge quantizes itself
-_NATIVE = ("fp16", "int8", "rtn", "mixed")
-_FMT = {"bits": "{:g}", "kv_cache_kl": "{:.4g}", "size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
+_NATIVE = ("fp16", "int8", "rtn", "fit")
+_FMT = {"bits": "{:.3g}", "kv_cache_kl": "{:.4g}", "size_mb": "{:.2f}", "perplexity": "{:.4f}", "ppl_change_pct": "{:+.2f}", "kl": "{:.4g}",
         "top1_agreement": "{:.1%}", "task_accuracy": "{:.1%}", "decode_tokens_per_s": "{:.0f}",
         "quantize_seconds": "{:.2f}"}
 

@@ -24,8 +24,11 @@ def fit_line(fit: dict) -> str:
     b, c = fit["budget"], fit["counts"]
     mix = ", ".join(f"{c[k]} {k.upper()}" for k in ("int4", "int8", "fp16") if c.get(k))
     ev = fit.get("measured_kl_eval")
-    return (f"{mix}: {fit['weight_bytes'] / 2**30:.3f} GiB, {fit['bits_per_weight']:.3f} bits/weight "
-            f"(budget {b['bytes'] / 2**30:.3f} GiB, {b['bits_per_weight']:.3f} bits: {b['binding']}, context "
+    size = lambda n: f"{n / 2**30:.3f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.2f} MiB"
+    return (f"{mix}: {size(fit['weight_bytes'])}, {fit['bits_per_weight']:.3f} bits/weight "
+            f"(budget {size(b['bytes'])}, "
+            + (f"{b['bits_per_weight']:.3f} bits" if b["bits_per_weight"] < 16 else "every unit fits at FP16")
+            + f": {b['binding']}, context "
             f"{b['context']}); KL predicted {fit['predicted_kl']:.3g}, measured {fit['measured_kl']:.3g} "
             "(calibration windows)" + ("" if ev is None else f", {ev:.3g} (eval, ONNX)"))
 

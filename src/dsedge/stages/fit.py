@@ -33,6 +33,8 @@ def fit_stage(job, calib_spec, chat_template: bool | None = None):
                        "pass a shorter --context, --kv-cache int8, a higher --fit-bits, or a target with more memory "
                        "(`dsedge plan --fit` shows the arithmetic)")
     t0 = time.perf_counter()
+    if sum(c[-1] for c in costs.values()) <= b.bytes:   # FP16 everywhere fits: nothing to measure or trade
+        return _all_fp16(req, job, units, options, costs, b, cheapest, t0)
     kept = {}
 
     def model():
@@ -93,3 +95,19 @@ def _infeasible(b, cheapest: int, target: str) -> str:
             f"- KV cache {g(b.kv_bytes)} - workspace {g(b.workspace_bytes)} - runtime {g(b.runtime_bytes)} - "
             f"other weights {g(b.fixed_bytes)}); the cheapest storage of every unit (INT4, INT8 embedding) "
             f"needs {g(cheapest)}")
+
+
+def _all_fp16(req, job, units, options, costs, b, cheapest, t0):
+    weight = sum(c[-1] for c in costs.values())
+    record = {
+        "group_size": req.group_size, "budget": b.to_dict(), "weight_bytes": weight,
+        "bits_per_weight": round(8 * weight / b.params, 4), "counts": {"fp16": len(units)},
+        "cheapest": {"bytes": cheapest, "bits_per_weight": round(8 * cheapest / b.params, 4), "predicted_kl": None},
+        "predicted_kl": 0.0, "measured_kl": 0.0,
+        "measured_on": "nothing: every unit fits at FP16 within the budget, so no unit was measured",
+        "seconds": round(time.perf_counter() - t0, 2),
+        "units": [{"name": u.name, "part": u.part, "shape": [u.out_features, u.in_features], "choice": "fp16",
+                   "bits": 16, "group_size": -1, "bytes": costs[u.name][-1], "kl": {}} for u in units],
+    }
+    stored = _stored(job, units, {u.name: costs[u.name][-1] for u in units})
+    return replace(req, fitted=True, stored=tuple(stored.items()), schemes=()), record

@@ -89,7 +89,7 @@ def load_stage(o: BuildOptions) -> Loaded:
 
 def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -> Loaded:
     ckpt.validate()
-    if getattr(quant, "method", None) == "mixed" and not quant.fitted:   # --fit: refused before any work
+    if getattr(quant, "method", None) == "fit" and not quant.fitted:   # --fit: refused before any work
         from ..fit.units import fittable
 
         why = fittable(ckpt.spec)
@@ -97,7 +97,7 @@ def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -
             raise UsageError(f"--fit does not take {ckpt.name}: {why}",
                              "build it with --method rtn, gptq or awq (one precision for every linear)")
     plan = _host_plan(ckpt, o, quant)
-    if getattr(quant, "method", None) == "mixed" and plan.scope != "full":
+    if getattr(quant, "method", None) == "fit" and plan.scope != "full":
         raise UsageError(f"--fit measures every unit on the whole model in PyTorch; this build would check "
                          f"{ckpt.name}'s first {plan.check_layers} layers only (--check {o.check_scope})",
                          "pass --check full (with --force where the host plan says it lacks the memory), or drop --fit")
