@@ -73,13 +73,13 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
     with job.out as staging, torch.no_grad(), tempfile.TemporaryDirectory(   # holds -o's lock until the end
             dir=staging.parent, prefix=f".{job.out.path.name}.check-{os.getpid()}-") as scratch:
         with timed("quantize"), torch.enable_grad():
-            fit = None
+            fit = fit_calib = None
             if getattr(job.quant, "method", None) == "fit" and not job.quant.fitted:   # --fit
                 from .stages.fit import fit_stage
 
-                job.quant, fit = fit_stage(job, calib_spec, chat_template)
+                job.quant, fit, fit_calib = fit_stage(job, calib_spec, chat_template)
             q = quantize_stage(job, calib_spec, chat_template)
-            q.fit = fit
+            q.fit, q.calib = fit, q.calib or fit_calib   # the manifest records what the fit measured on
             q.kv_scales = kv_cache_stage(job, q, calib_spec, chat_template)
         with timed("export"):
             exported = export_stage(job, q, dtype, staging, cache)

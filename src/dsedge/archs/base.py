@@ -108,6 +108,7 @@ class ArchSpec:
     head: str = "lm_head"           # quantized only when the method says so (quantize_lm_head)
     embed: str = "model.embed_tokens"  # the head's weight when the embeddings are tied and no head is stored
     qkv_bias: bool = False          # q/k/v projections carry a bias (planner: stored FP16)
+    qk_norm: bool = False           # per-head RMSNorm on queries and keys (q_norm / k_norm; planner: FP16)
     moe: MoeSpec | None = None      # MoE layers replace the dense MLP linears (`linears`' "mlp.*")
     moe_linears: tuple[str, ...] = ()  # non-expert linears of an MoE block (attention)
     # linears that are never quantized, and why (the planner counts them at FP16)

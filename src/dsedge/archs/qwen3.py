@@ -8,7 +8,7 @@ from .base import DENSE_AWQ, DENSE_LINEARS, DENSE_SMOOTHQUANT, TINY_DENSE, ArchS
 from .qwen2 import QWEN2_SPLIT
 
 SPEC = ArchSpec(
-    name="Qwen3ForCausalLM", model_type="qwen3", layers_prefix="model.layers", linears=DENSE_LINEARS,
+    name="Qwen3ForCausalLM", model_type="qwen3", layers_prefix="model.layers", linears=DENSE_LINEARS, qk_norm=True,
     # llm-compressor 0.14 maps Qwen3ForCausalLM to its default AWQ / SmoothQuant mappings, as Qwen2
     awq_mappings=DENSE_AWQ, smoothquant_mappings=DENSE_SMOOTHQUANT, min_transformers="4.51",
     # Qwen3's tokenizer is Qwen2's byte-level BPE (tokenizer_class Qwen2Tokenizer). The tiny

@@ -64,6 +64,8 @@ def _attention(c: dict, s: ArchSpec, H: int, L: int, nh: int) -> list[Tensors]:
                Tensors("attention", nh * hd, H, L, L, True)]
         if s.qkv_bias:
             out.append(Tensors("norms+biases", 1, nh * hd + 2 * kv * hd, L, L, False))
+        if s.qk_norm:
+            out.append(Tensors("norms+biases", 1, 2 * hd, L, L, False))
         return out
     nope, rope, vd = _get(c, "qk_nope_head_dim"), _get(c, "qk_rope_head_dim"), _get(c, "v_head_dim")
     kvr, qr = _get(c, "kv_lora_rank"), c.get("q_lora_rank")

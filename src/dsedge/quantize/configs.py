@@ -138,6 +138,9 @@ class MixedPrecisionConfig(WeightOnlyConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.group_size not in (64, 128):
+            raise ConfigError(f"--fit with --group-size {self.group_size}: the fit's INT4 choice must be one TensorRT "
+                              "runs (blocks of 64 or 128 input channels)", "use --group-size 128 (default) or 64")
         if not self.symmetric:
             raise ConfigError("--fit with --asym: the fit stores symmetric weights (TensorRT takes no zero point)",
                               "drop --asym")

@@ -74,7 +74,7 @@ def onnx_metadata(job) -> dict[str, str]:
     """model.onnx's metadata_props: what built it, as the manifest records it (strings only)."""
     quant = job.quant
     group = getattr(quant, "group_size", None)       # fp16 has none; -1 is per output channel
-    return {"dsedge.version": __version__, "dsedge.method": quant.method, "dsedge.bits": str(quant.bits),
+    return {"dsedge.version": __version__, "dsedge.method": quant.method, "dsedge.bits": "mixed" if getattr(quant, "fitted", False) else str(quant.bits),
             "dsedge.group_size": "" if group is None else str(group),
             "dsedge.quantization": json.dumps(quant.to_dict(), sort_keys=True, default=str),
             "dsedge.source_name": str(job.ckpt.name), "dsedge.source_sha256": job.ckpt.sha256(),

@@ -19,7 +19,7 @@ from .quantize import round_to_fp16
 
 def fit_stage(job, calib_spec, chat_template: bool | None = None):
     """job: the load stage's Loaded, whose quant is the unfitted MixedPrecisionConfig.
-    -> (fitted config, record)."""
+    -> (fitted config, record, the calibration data it measured on: None when nothing was measured)."""
     req, ckpt = job.quant, job.ckpt
     tied = f"{ckpt.spec.head}.weight" not in ckpt.index
     units = fit_units.checkpoint_units(ckpt.spec, ckpt.n_layers, lambda n: tuple(ckpt.index[f"{n}.weight"].shape),
@@ -34,7 +34,7 @@ def fit_stage(job, calib_spec, chat_template: bool | None = None):
                        "(`dsedge plan --fit` shows the arithmetic)")
     t0 = time.perf_counter()
     if sum(c[-1] for c in costs.values()) <= b.bytes:   # FP16 everywhere fits: nothing to measure or trade
-        return _all_fp16(req, job, units, options, costs, b, cheapest, t0)
+        return (*_all_fp16(req, job, units, options, costs, b, cheapest, t0), None)
     kept = {}
 
     def model():
@@ -71,7 +71,7 @@ def fit_stage(job, calib_spec, chat_template: bool | None = None):
                    "group_size": chosen[u.name][1].group_size, "bytes": costs[u.name][j],
                    "kl": {k: round(v, 8) for k, v in kl[u.name].items()}} for u, j in zip(units, pick)],
     }
-    return fitted, record
+    return fitted, record, calib
 
 
 def _stored(job, units, chosen_bytes: dict[str, int]) -> dict[str, int]:
