@@ -28,6 +28,7 @@ class Budget:
     fixed_bytes: int           # weights that are not units (FP16)
     usable_bytes: int
     params: int                # weights in the units
+    fp16_parts: tuple = ()     # (planner part, bytes) of the whole model at FP16
 
     @property
     def binding(self) -> str:
@@ -52,7 +53,16 @@ def weight_budget(config: dict, target, units: list[Unit], context: int | None =
     bits_bytes = None if max_bits is None else int(max_bits * params / 8)
     return Budget(min(target_bytes, bits_bytes) if bits_bytes is not None else target_bytes, target_bytes, bits_bytes,
                   p.context, p.batch, kv_cache, p.kv_bytes, p.workspace_bytes, p.overhead_bytes, fixed,
-                  p.usable_bytes, params)
+                  p.usable_bytes, params, tuple(p.weight_parts.items()))
+
+
+def stored_parts(b: Budget, units: list[Unit], chosen_bytes: dict[str, int]) -> dict[str, int]:
+    """Bytes by planner part of the whole model as fitted: the FP16 parts with each unit's FP16
+    bytes replaced by its choice's (chosen_bytes: unit name -> bytes)."""
+    parts = dict(b.fp16_parts)
+    for u in units:
+        parts[u.part] = parts.get(u.part, 0) - unit_bytes(u, FP16) + chosen_bytes[u.name]
+    return parts
 
 
 def plan_fit(config: dict, target, context: int | None = None, batch: int | None = None, kv_cache: str = "fp16",
@@ -68,17 +78,15 @@ def plan_fit(config: dict, target, context: int | None = None, batch: int | None
 
     units = config_units(model_tensors(config))
     b = weight_budget(config, target, units, context, kv_cache, max_bits)
-    parts = dict(plan_memory(config, target, Fp16Config(), context, batch, kv_cache).weight_parts)
-    how, cheapest, upgrade = {}, 0, 0
+    how, chosen, upgrade = {}, {}, 0
     for u in units:
         opts = choices(u, group_size)
         label, s = opts[0]
-        c = unit_bytes(u, s)
-        cheapest += c
-        parts[u.part] += c - unit_bytes(u, FP16)
+        chosen[u.name] = unit_bytes(u, s)
         if len(opts) > 2:       # INT4 -> INT8 of a linear: what the room buys
-            upgrade += unit_bytes(u, opts[1][1]) - c
+            upgrade += unit_bytes(u, opts[1][1]) - chosen[u.name]
         how.setdefault(u.part, set()).add(label.upper() + (f" g{group_size}" if label == "int4" else ""))
+    cheapest, parts = sum(chosen.values()), stored_parts(b, units, chosen)
     mix = MixedPrecisionConfig(group_size=group_size, context=b.context, max_bits=max_bits, fitted=True,
                                stored=tuple(parts.items()))
     p = plan_memory(config, target, mix, b.context, batch, kv_cache)

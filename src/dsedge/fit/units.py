@@ -75,10 +75,10 @@ def config_units(tensors) -> list[Unit]:
     """Units from the planner's shape groups (plan.memory.model_tensors: config.json, no names):
     every decoder linear group, lm_head and the embedding table (untied)."""
     out = []
-    for t in tensors:
+    for i, t in enumerate(tensors):   # names unique per group (q_proj and o_proj share a shape)
         if t.linear or (t.part == "lm_head") or (t.part == "embeddings" and t.active == 0):
-            out.append(Unit(f"{t.part} {t.out_features}x{t.in_features}", t.part, t.out_features, t.in_features,
-                            t.count))
+            out.append(Unit(f"{t.part} {t.out_features}x{t.in_features} #{i}", t.part, t.out_features,
+                            t.in_features, t.count))
     return out
 
 

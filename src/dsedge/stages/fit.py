@@ -13,6 +13,7 @@ from ..calib.recipes import resolve_calibration
 from ..errors import FitError
 from ..fit import budget as fit_budget
 from ..fit import sensitivity, solve, units as fit_units
+from ..fit.budget import stored_parts
 from ..plan.memory import GiB
 from .quantize import round_to_fp16
 
@@ -33,8 +34,12 @@ def fit_stage(job, calib_spec, chat_template: bool | None = None):
                        "pass a shorter --context, --kv-cache int8, a higher --fit-bits, or a target with more memory "
                        "(`dsedge plan --fit` shows the arithmetic)")
     t0 = time.perf_counter()
+    fp16 = {u.name: len(options[u.name]) - 1 for u in units}
     if sum(c[-1] for c in costs.values()) <= b.bytes:   # FP16 everywhere fits: nothing to measure or trade
-        return (*_all_fp16(req, job, units, options, costs, b, cheapest, t0), None)
+        record = _record(req, b, units, options, costs, fp16, {u.name: {} for u in units}, cheapest, t0,
+                         "nothing: every unit fits at FP16 within the budget, so no unit was measured")
+        return replace(req, fitted=True, stored=tuple(stored_parts(b, units, _bytes(units, costs, fp16)).items()),
+                       schemes=()), record, None
     kept = {}
 
     def model():
@@ -46,44 +51,43 @@ def fit_stage(job, calib_spec, chat_template: bool | None = None):
     kl = sensitivity.measure(model(), units, options, ids)
     table = [[(costs[u.name][j], 0.0 if s.bits >= 16 else kl[u.name][label])
               for j, (label, s) in enumerate(options[u.name])] for u in units]
-    pick = solve.choose(table, b.bytes)
-    chosen = {u.name: options[u.name][j] for u, j in zip(units, pick)}
-    predicted = sum(table[i][j][1] for i, j in enumerate(pick))
-    measured = sensitivity.mix_kl(model(), {n: s for n, (_, s) in chosen.items()}, ids)
+    pick = dict(zip((u.name for u in units), solve.choose(table, b.bytes)))
+    chosen = {n: options[n][j][1] for n, j in pick.items()}
+    measured = sensitivity.mix_kl(model(), chosen, ids)
     kept.clear()
-    stored = _stored(job, units, {u.name: costs[u.name][j] for u, j in zip(units, pick)})
-    fitted = replace(req, fitted=True, stored=tuple(stored.items()),
-                     schemes=tuple((n, s.bits, s.group_size) for n, (_, s) in chosen.items() if s.bits < 16))
-    weight = sum(costs[u.name][j] for u, j in zip(units, pick))
-    counts = {}
-    for label, _ in chosen.values():
-        counts[label] = counts.get(label, 0) + 1
-    record = {
-        "group_size": req.group_size, "budget": b.to_dict(), "weight_bytes": weight,
-        "bits_per_weight": round(8 * weight / b.params, 4), "counts": counts,
-        "cheapest": {"bytes": cheapest, "bits_per_weight": round(8 * cheapest / b.params, 4),
-                     "predicted_kl": sum(row[0][1] for row in table)},
-        "predicted_kl": predicted, "measured_kl": measured,
-        "measured_on": f"{ids.shape[0]} calibration windows x {ids.shape[1]} tokens ({calib.source}), torch",
-        "seconds": round(time.perf_counter() - t0, 2),
-        "units": [{"name": u.name, "part": u.part, "shape": [u.out_features, u.in_features],
-                   "choice": chosen[u.name][0], "bits": chosen[u.name][1].bits,
-                   "group_size": chosen[u.name][1].group_size, "bytes": costs[u.name][j],
-                   "kl": {k: round(v, 8) for k, v in kl[u.name].items()}} for u, j in zip(units, pick)],
-    }
+    record = _record(req, b, units, options, costs, pick, kl, cheapest, t0,
+                     f"{ids.shape[0]} calibration windows x {ids.shape[1]} tokens ({calib.source}), torch")
+    record.update(predicted_kl=sum(table[i][pick[u.name]][1] for i, u in enumerate(units)), measured_kl=measured)
+    record["cheapest"]["predicted_kl"] = sum(row[0][1] for row in table)
+    fitted = replace(req, fitted=True, stored=tuple(stored_parts(b, units, _bytes(units, costs, pick)).items()),
+                     schemes=tuple((n, s.bits, s.group_size) for n, s in chosen.items() if s.bits < 16))
     return fitted, record, calib
 
 
-def _stored(job, units, chosen_bytes: dict[str, int]) -> dict[str, int]:
-    """Bytes by planner part of the whole model as fitted: the planner's FP16 parts with each
-    unit's FP16 bytes replaced by its choice's."""
-    from ..plan.memory import plan_memory
-    from ..quantize.configs import Fp16Config
+def _bytes(units, costs, pick) -> dict[str, int]:
+    return {u.name: costs[u.name][pick[u.name]] for u in units}
 
-    parts = dict(plan_memory(job.ckpt.raw_config, job.target, Fp16Config()).weight_parts)
+
+def _record(req, b, units, options, costs, pick: dict[str, int], kl: dict, cheapest: int, t0: float,
+            measured_on: str) -> dict:
+    """What the manifest and report keep of a fit; pick: unit name -> index of its choice.
+    KL figures are 0 until the caller sets the measured ones."""
+    weight = sum(_bytes(units, costs, pick).values())
+    counts: dict[str, int] = {}
     for u in units:
-        parts[u.part] = parts.get(u.part, 0) - fit_units.unit_bytes(u, fit_units.FP16) + chosen_bytes[u.name]
-    return parts
+        label = options[u.name][pick[u.name]][0]
+        counts[label] = counts.get(label, 0) + 1
+    rows = []
+    for u in units:
+        label, s = options[u.name][pick[u.name]]
+        rows.append({"name": u.name, "part": u.part, "shape": [u.out_features, u.in_features], "choice": label,
+                     "bits": s.bits, "group_size": s.group_size, "bytes": costs[u.name][pick[u.name]],
+                     "kl": {k: round(v, 8) for k, v in kl[u.name].items()}})
+    return {"group_size": req.group_size, "budget": b.to_dict(), "weight_bytes": weight,
+            "bits_per_weight": round(8 * weight / b.params, 4), "counts": counts,
+            "cheapest": {"bytes": cheapest, "bits_per_weight": round(8 * cheapest / b.params, 4), "predicted_kl": None},
+            "predicted_kl": 0.0, "measured_kl": 0.0, "measured_on": measured_on,
+            "seconds": round(time.perf_counter() - t0, 2), "units": rows}
 
 
 def _infeasible(b, cheapest: int, target: str) -> str:
@@ -96,18 +100,3 @@ def _infeasible(b, cheapest: int, target: str) -> str:
             f"other weights {g(b.fixed_bytes)}); the cheapest storage of every unit (INT4, INT8 embedding) "
             f"needs {g(cheapest)}")
 
-
-def _all_fp16(req, job, units, options, costs, b, cheapest, t0):
-    weight = sum(c[-1] for c in costs.values())
-    record = {
-        "group_size": req.group_size, "budget": b.to_dict(), "weight_bytes": weight,
-        "bits_per_weight": round(8 * weight / b.params, 4), "counts": {"fp16": len(units)},
-        "cheapest": {"bytes": cheapest, "bits_per_weight": round(8 * cheapest / b.params, 4), "predicted_kl": None},
-        "predicted_kl": 0.0, "measured_kl": 0.0,
-        "measured_on": "nothing: every unit fits at FP16 within the budget, so no unit was measured",
-        "seconds": round(time.perf_counter() - t0, 2),
-        "units": [{"name": u.name, "part": u.part, "shape": [u.out_features, u.in_features], "choice": "fp16",
-                   "bits": 16, "group_size": -1, "bytes": costs[u.name][-1], "kl": {}} for u in units],
-    }
-    stored = _stored(job, units, {u.name: costs[u.name][-1] for u in units})
-    return replace(req, fitted=True, stored=tuple(stored.items()), schemes=()), record
