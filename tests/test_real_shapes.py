@@ -75,9 +75,10 @@ def host_agrees(folder, out):
 
 
 def test_chat_template_eval_on_an_r1_distill_shape(tmp_path):
-    """`--chat-template` on an R1-Distill-Qwen-7B-shaped folder (its tokenizer carries the R1 turn
-    structure): the eval text is measured as R1 prompts, and the report says so."""
-    ckpt = write_checkpoint("r1-distill-qwen-7b", tmp_path / "r1", layers=2, vocab=8192)
+    """`--chat-template` on an R1-Distill-Qwen-1.5B-shaped folder (its tokenizer carries the R1 turn
+    structure): the eval text is measured as R1 prompts, and the report says so. (The template is
+    the tokenizer's; the 1.5B shape keeps this 5 x cheaper than the 7B's.)"""
+    ckpt = write_checkpoint("r1-distill-qwen-1.5b", tmp_path / "r1", layers=2, vocab=8192)
     text = tmp_path / "eval.txt"
     text.write_text("\n".join(f"the {w} sat on the mat and looked at the {v}" for w in ("cat", "dog", "owl")
                               for v in ("sun", "moon", "rain", "snow", "sea")) * 4)

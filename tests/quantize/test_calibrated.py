@@ -251,6 +251,6 @@ def test_methods_rank_on_real_text(ckpts):
     a measurable perplexity, and GPTQ and AWQ each lose less than it in perplexity and in KL."""
     ppl, kl = perplexities(ckpts, reference.TEXT_MODEL), _KL[reference.TEXT_MODEL]
     change = {k: v / ppl["fp"] - 1 for k, v in ppl.items()}
-    assert change["rtn"] >= 0.002, change
+    assert change["rtn"] >= 0.002, change   # measurable (0.30 %); the model's >= 0.3 %: tests/reference/test_text.py
     for method in ("gptq", "awq"):
         assert change[method] < change["rtn"] and kl[method] < kl["rtn"], (method, change, kl)

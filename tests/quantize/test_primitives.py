@@ -43,9 +43,14 @@ def test_round_trip_sqnr_and_range(w, bits, group, sym):
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_error_bounded_by_half_step(w, bits):
+    """amax / (qmax + 1/2): the extreme weight is clipped by half a step, no more (plus what rounding
+    the scale to FP16 moves it, qmax + 1/2 steps of 2^-11 relative at most)."""
     qw = quantize_weight(w, bits, 128, True)
     err = (qw.dequantize() - w).abs().reshape(64, 4, 128)
-    assert (err <= qw.scale.unsqueeze(-1) / 2 + 1e-6).all()
+    qmax = (1 << (bits - 1)) - 1
+    assert (err <= qw.scale.unsqueeze(-1) * (0.5 + (qmax + 0.5) * 2.0 ** -11) + 1e-7).all()
+    amax = w.abs().reshape(64, 4, 128).amax(-1)                                        # (64, 4)
+    assert torch.equal(qw.scale, (amax / (qmax + 0.5)).half().float())   # compressed-tensors' scale
 
 
 @pytest.mark.parametrize("bits,group,sym", [(4, 128, True), (4, 64, False), (8, -1, True)])

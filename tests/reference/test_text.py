@@ -67,11 +67,11 @@ def test_checkpoint_matches_training_json():
 def test_int4_rtn_costs_a_measurable_perplexity():
     """The reason this checkpoint exists: INT4 round-to-nearest g128 moves perplexity measurably
     (fake-quantized PyTorch, lm_head FP16, the training script's figure recomputed over all eval
-    windows: +0.23 %, against hundredths of a percent, either way, on the generated-corpus
-    references). Issue 18 asked for >= 0.3 %: not reached by this 9.4 M model (README.md)."""
+    windows: +0.52 %, against hundredths of a percent, either way, on the generated-corpus
+    references). Issue 18 asked for >= 0.3 %."""
     model = AutoModelForCausalLM.from_pretrained(FOLDER, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(FOLDER)
     lines = train.read_lines(reference.text_eval_path())
     fp = train.eval_perplexity(model, tok, lines, seq_len=text.SEQ_LEN)
     q4 = train.eval_perplexity(train.fake_quantize_(model, "int4_g128"), tok, lines, seq_len=text.SEQ_LEN)
-    assert q4 / fp - 1 >= 0.002, (fp, q4)
+    assert q4 / fp - 1 >= 0.003, (fp, q4)

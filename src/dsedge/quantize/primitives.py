@@ -15,6 +15,11 @@ import math
 
 import torch
 
+# The numerics of the codes and scales this module computes: part of the export cache's key, so a
+# cached graph is never reused after they change (2: symmetric scales amax / (qmax + 1/2), were
+# amax / qmax).
+NUMERICS = 2
+
 
 def qrange(bits: int, symmetric: bool = True) -> tuple[int, int]:
     """Signed code range for both schemes (asymmetric codes are shifted by 2^(b-1), zero too)."""
@@ -44,15 +49,21 @@ def _groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, int]:
 def _choose_block(w, bits, group_size, symmetric, scale_dtype):
     wg, _ = _groups(w.float(), group_size)                               # (n, G, g)
     qmin, qmax = qrange(bits, symmetric)
+    lo = wg.amin(-1).clamp(max=0)                                        # (n, G)
+    hi = wg.amax(-1).clamp(min=0)                                        # (n, G)
     if symmetric:
-        amax = wg.abs().amax(-1)                                         # (n, G)
-        scale = amax / qmax
+        # amax / (qmax + 1/2), compressed-tensors' rule (what llm-compressor's GPTQ and AWQ quantize
+        # with): the group's largest magnitude rounds to qmax + 1/2 and is clipped to qmax, so every
+        # weight stays within half a step (and the FP16 rounding of the scale), as with amax / qmax
+        # (ModelOpt's rule, dsedge's until NUMERICS 2), at a 7 % finer step for INT4. On qwen2-kjv it loses 13 % less KL than amax / 7
+        # (README, "Beside llm-compressor run directly").
+        scale = torch.maximum(hi, -lo) / (qmax + 0.5)
         zero = None
     else:
-        lo = wg.amin(-1).clamp(max=0)
-        hi = wg.amax(-1).clamp(min=0)
         scale = (hi - lo) / (qmax - qmin)
     tiny = torch.finfo(scale_dtype).tiny if scale_dtype.is_floating_point else 1e-12
+    # Rounded to the nearest FP16, as compressed-tensors does. Rounding up instead (to keep the bound
+    # exact) shrinks every group's extreme weight by half a step: +4 % KL on llama-tiny.
     scale = scale.clamp(min=max(tiny, 1e-8)).to(scale_dtype).float()
     if not symmetric:
         zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax).to(torch.int8)

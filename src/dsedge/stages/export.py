@@ -14,6 +14,7 @@ from ..load.checkpoint import CONFIG_FILES, TOKENIZER_FILES
 from ..export import OPSET, ExportResult, export_onnx
 from ..export.contract import DecoderContract
 from ..export.genai import write_genai_config
+from ..quantize.primitives import NUMERICS
 
 
 @dataclass
@@ -29,7 +30,7 @@ def export_stage(job, q, dtype: str, staging: Path, cache: StageCache) -> Export
     import torch
 
     ckpt, quant, act_dtype = job.ckpt, job.quant, getattr(torch, dtype)
-    key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__,
+    key = cache_key("export", ckpt.sha256(), quant.to_dict(), dtype, OPSET, __version__, NUMERICS,
                     q.calib.describe() if q.calib else None, _scales_digest(q.kv_scales))
     entry = cache.get("export", key, verify=False)        # restore() verifies every byte it copies
     meta = cache.restore(entry, staging, "export") if entry else None
