@@ -74,7 +74,7 @@ def build(model: str | Path | None = None, target: str = "orin", quant: QuantCon
             dir=staging.parent, prefix=f".{job.out.path.name}.check-{os.getpid()}-") as scratch:
         with timed("quantize"), torch.enable_grad():
             fit = fit_calib = None
-            if getattr(job.quant, "method", None) == "fit" and not job.quant.fitted:   # --fit
+            if getattr(job.quant, "needs_fit", False):   # --fit
                 from .stages.fit import fit_stage
 
                 job.quant, fit, fit_calib = fit_stage(job, calib_spec, chat_template)

@@ -153,6 +153,11 @@ class MixedPrecisionConfig(WeightOnlyConfig):
         object.__setattr__(self, "schemes", tuple(tuple(s) for s in self.schemes))
         object.__setattr__(self, "stored", tuple(tuple(s) for s in self.stored))
 
+    @property
+    def needs_fit(self) -> bool:
+        """The request (--fit), not yet fitted: the fit stage runs first."""
+        return not self.fitted
+
     def label(self) -> str:
         return f"fit-g{self.group_size}" if self.group_size != -1 else "fit-pc"
 

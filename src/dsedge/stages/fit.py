@@ -99,4 +99,3 @@ def _infeasible(b, cheapest: int, target: str) -> str:
             f"- KV cache {g(b.kv_bytes)} - workspace {g(b.workspace_bytes)} - runtime {g(b.runtime_bytes)} - "
             f"other weights {g(b.fixed_bytes)}); the cheapest storage of every unit (INT4, INT8 embedding) "
             f"needs {g(cheapest)}")
-

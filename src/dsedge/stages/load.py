@@ -89,7 +89,7 @@ def load_stage(o: BuildOptions) -> Loaded:
 
 def _load_rest(o: BuildOptions, ckpt, ref_ckpt, is_reference, quant, tgt, out) -> Loaded:
     ckpt.validate()
-    if getattr(quant, "method", None) == "fit" and not quant.fitted:   # --fit: refused before any work
+    if getattr(quant, "needs_fit", False):   # --fit: refused before any work
         from ..fit.units import fittable
 
         why = fittable(ckpt.spec)
